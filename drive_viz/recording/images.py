@@ -1,0 +1,100 @@
+"""Where a frame is decoded and encoded: JPEG for camera frames, PNG for masks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from drive_viz.errors import FrameError
+
+JPEG_QUALITY = 92
+MAX_IMAGE_BYTES = 64 << 20
+_JPEG_START = b"\xff\xd8"
+_JPEG_END = b"\xff\xd9"
+
+
+def decode_image(path: Path, expect_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a camera frame as RGB uint8 of shape (H, W, 3).
+
+    ``expect_size`` is (width, height); a frame of another size raises FrameError. A JPEG
+    that is cut short (no end-of-image marker) raises FrameError instead of decoding into
+    grey padding, which OpenCV would otherwise do silently.
+    """
+    data = read_image_bytes(path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FrameError(f"{path}: not a readable image")
+    if expect_size is not None and (image.shape[1], image.shape[0]) != tuple(expect_size):
+        raise FrameError(
+            f"{path}: image is {image.shape[1]}x{image.shape[0]}, "
+            f"expected {expect_size[0]}x{expect_size[1]}"
+        )
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def decode_mask(path: Path, expect_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a class mask as uint8 labels of shape (H, W)."""
+    data = read_image_bytes(path)
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if mask is None or mask.ndim != 2:
+        raise FrameError(f"{path}: not a single-channel PNG mask")
+    if expect_size is not None and (mask.shape[1], mask.shape[0]) != tuple(expect_size):
+        raise FrameError(
+            f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, "
+            f"expected {expect_size[0]}x{expect_size[1]}"
+        )
+    return mask.astype(np.uint8, copy=False)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """Encode an RGB uint8 (H, W, 3) frame as JPEG bytes."""
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected RGB uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """Encode uint8 labels (H, W) as a PNG (fast compression: masks are flat)."""
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"expected uint8 (H, W) mask, got {mask.dtype} {mask.shape}")
+    ok, buf = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp name, so a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def read_image_bytes(path: Path) -> bytes:
+    """The bytes of an image file; FrameError if it is missing, empty, huge, or a JPEG cut
+    short (no end-of-image marker: OpenCV would silently decode it with grey padding)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise FrameError(f"{path}: missing") from None
+    except OSError as exc:
+        raise FrameError(f"{path}: {exc.strerror or exc}") from None
+    if size == 0:
+        raise FrameError(f"{path}: empty file")
+    if size > MAX_IMAGE_BYTES:
+        raise FrameError(f"{path}: {size} bytes is larger than {MAX_IMAGE_BYTES}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FrameError(f"{path}: {exc.strerror or exc}") from None
+    if data[:2] == _JPEG_START and _JPEG_END not in data[-64:]:
+        raise FrameError(f"{path}: truncated JPEG (no end-of-image marker)")
+    return data
