@@ -59,6 +59,14 @@ def preprocess_frame(rgb: np.ndarray, prep: Preprocessing = DEFAULT_PREPROCESSIN
     return cv2.cvtColor(resized, cv2.COLOR_RGB2YUV).astype(np.float32)
 
 
+def preprocess_mask(mask: np.ndarray, prep: Preprocessing = DEFAULT_PREPROCESSING) -> np.ndarray:
+    """A class mask uint8 (H, W) -> the network's view, uint8 (66, 200), nearest-neighbour so
+    labels stay labels. Pixel-aligned with ``preprocess_frame`` of the same camera frame."""
+    top, bottom = prep.crop_rows(mask.shape[0])
+    return cv2.resize(mask[top:bottom], (INPUT_WIDTH, INPUT_HEIGHT),
+                      interpolation=cv2.INTER_NEAREST)
+
+
 def preprocess_batch(frames: list[np.ndarray] | np.ndarray,
                      prep: Preprocessing = DEFAULT_PREPROCESSING) -> np.ndarray:
     """A list of RGB frames -> (N, 66, 200, 3) float32 network inputs."""
