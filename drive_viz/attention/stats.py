@@ -1,0 +1,190 @@
+"""Per-frame statistics of attention maps and layer activations (pure numpy, batched).
+
+Replay and live call :func:`map_statistics` on each batch of maps; every statistic is an
+``(N,)`` float64 array, one value per frame.
+
+The map as a distribution
+-------------------------
+A raw map ``m`` (any method, any sign) is read as a distribution over pixels
+``p = |m| / sum(|m|)``. The absolute value, not ``relu(m)``, because for signed methods
+(gradient, gradient x input, integrated gradients) a strongly negative pixel is as much
+"looked at" as a strongly positive one: it pushes the steering the other way. Methods whose
+maps are already non-negative (Grad-CAM, VisualBackProp, ...) are unaffected by the choice.
+
+Pixel coordinates: column ``c`` in ``0..W-1``, row ``r`` in ``0..H-1`` of the (H, W) map
+(the network's 66x200 view). ``x = c / (W - 1)`` and ``y = r / (H - 1)``, so the left column
+is x = 0, the right column x = 1, the top row y = 0.
+
+=================  ============================================================  ===========
+name               definition                                                    range
+=================  ============================================================  ===========
+entropy            ``-sum p log p / log(H W)``: 0 = one pixel, 1 = uniform       [0, 1]
+centroid_x         ``sum p x``                                                   [0, 1]
+centroid_y         ``sum p y``                                                   [0, 1]
+spread             RMS pixel distance from the centroid, ``sqrt(sum p d^2)``,    [0, 0.5]
+                   divided by the image diagonal ``sqrt((W-1)^2 + (H-1)^2)``;
+                   0.5 = all mass split between opposite corners
+top5_share         mass of the ``ceil(0.05 H W)`` largest pixels of ``p``        [0.05, 1]
+lr_balance         mass right of the vertical centre line minus mass left of it  [-1, 1]
+                   (positive = right; a centre column of an odd width counts 0)
+road_share         mass on road or lane-marking pixels of the mask               [0, 1]
+marking_share      mass on lane-marking pixels                                   [0, 1]
+distractor_share   mass on distractor pixels                                     [0, 1]
+temporal_corr      Pearson correlation of the RAW map with the previous frame's  [-1, 1]
+                   raw map (signed, so a sign flip gives -1)
+=================  ============================================================  ===========
+
+Undefined values are NaN, never a guess: a map that is zero everywhere (no attention at
+all, which is not the same as uniform attention) gives NaN for every distribution statistic;
+the mask shares are NaN for frames without a mask; ``temporal_corr`` is NaN for the first
+frame when no ``previous_map`` is given and whenever either map is constant (zero variance).
+Mask labels are :data:`drive_viz.recording.format.MASK_CLASSES`, in the network's view
+(``drive_viz.model.preprocess.preprocess_mask``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from drive_viz.recording.format import MASK_CLASSES
+
+#: Statistic names in the order :func:`map_statistics` returns them.
+MAP_STATISTICS = ("entropy", "centroid_x", "centroid_y", "spread", "top5_share", "lr_balance",
+                  "road_share", "marking_share", "distractor_share", "temporal_corr")
+#: A filter is "dead" on a frame when its largest activation is at or below this value.
+DEAD_THRESHOLD = 1e-3
+TOP_FRACTION = 0.05
+
+_ROAD = MASK_CLASSES["road"]
+_MARKING = MASK_CLASSES["lane_marking"]
+_DISTRACTOR = MASK_CLASSES["distractor"]
+
+
+def map_statistics(maps: np.ndarray,
+                   masks: np.ndarray | Sequence[np.ndarray | None] | None = None,
+                   previous_map: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Statistics of a batch of attention maps (see the module table for definitions).
+
+    ``maps``: (N, H, W) raw maps, any sign (normally (N, 66, 200) float32).
+    ``masks``: (N, H, W) uint8 class labels aligned with the maps, or a length-N sequence
+    of (H, W) masks or None (frames without a mask), or None.
+    ``previous_map``: (H, W) raw map of the frame before ``maps[0]``, or None.
+    Returns a dict name -> (N,) float64, keys in :data:`MAP_STATISTICS` order.
+    """
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
+    n, height, width = maps.shape
+    pixels = height * width
+    flat = maps.reshape(n, pixels).astype(np.float64)
+    weight = np.abs(flat)
+    total = weight.sum(axis=1)
+    empty = total <= 0
+    p = weight / np.where(empty, 1.0, total)[:, None]
+
+    plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    entropy = -plogp.sum(axis=1) / math.log(pixels) if pixels > 1 else np.zeros(n)
+
+    p_grid = p.reshape(n, height, width)
+    p_cols = p_grid.sum(axis=1)  # (N, W)
+    p_rows = p_grid.sum(axis=2)  # (N, H)
+    cols = np.arange(width, dtype=np.float64)
+    rows = np.arange(height, dtype=np.float64)
+    mean_c = p_cols @ cols
+    mean_r = p_rows @ rows
+    variance = (p_cols @ cols**2 - mean_c**2) + (p_rows @ rows**2 - mean_r**2)
+    diagonal = math.hypot(width - 1, height - 1) or 1.0
+    spread = np.sqrt(np.maximum(variance, 0.0)) / diagonal
+
+    top_k = max(1, math.ceil(TOP_FRACTION * pixels))
+    top5 = np.partition(p, pixels - top_k, axis=1)[:, pixels - top_k:].sum(axis=1)
+
+    side = np.sign(cols - (width - 1) / 2.0)
+    lr_balance = p_cols @ side
+
+    stats = {
+        "entropy": entropy,
+        "centroid_x": mean_c / max(width - 1, 1),
+        "centroid_y": mean_r / max(height - 1, 1),
+        "spread": spread,
+        "top5_share": top5,
+        "lr_balance": lr_balance,
+    }
+    stats.update(_mask_shares(p, masks, n, (height, width)))
+    for values in stats.values():
+        values[empty] = np.nan
+    stats["temporal_corr"] = _temporal_correlation(flat, previous_map)
+    return stats
+
+
+def _mask_shares(p: np.ndarray, masks: np.ndarray | Sequence[np.ndarray | None] | None,
+                 n: int, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    shares = {name: np.full(n, np.nan) for name in
+              ("road_share", "marking_share", "distractor_share")}
+    if masks is None:
+        return shares
+    if isinstance(masks, np.ndarray):
+        if masks.shape != (n, *shape):
+            raise ValueError(f"masks must be {(n, *shape)}, got {masks.shape}")
+        present = np.arange(n)
+        labels = masks.reshape(n, -1)
+    else:
+        if len(masks) != n:
+            raise ValueError(f"expected {n} masks (or None entries), got {len(masks)}")
+        present = np.array([i for i, m in enumerate(masks) if m is not None], dtype=np.int64)
+        if present.size == 0:
+            return shares
+        for i in present:
+            if np.shape(masks[i]) != shape:
+                raise ValueError(f"mask {i} must be {shape}, got {np.shape(masks[i])}")
+        labels = np.stack([np.asarray(masks[i]).reshape(-1) for i in present])
+    mass = p[present]
+    marking = np.where(labels == _MARKING, mass, 0.0).sum(axis=1)
+    shares["road_share"][present] = np.where(labels == _ROAD, mass, 0.0).sum(axis=1) + marking
+    shares["marking_share"][present] = marking
+    shares["distractor_share"][present] = np.where(labels == _DISTRACTOR, mass, 0.0).sum(axis=1)
+    return shares
+
+
+def _temporal_correlation(flat: np.ndarray, previous_map: np.ndarray | None) -> np.ndarray:
+    """Pearson correlation of each row of ``flat`` (N, P) with the row before it."""
+    if previous_map is not None:
+        previous = np.asarray(previous_map, dtype=np.float64).reshape(1, -1)
+        if previous.shape[1] != flat.shape[1]:
+            raise ValueError(f"previous_map has {previous.shape[1]} pixels, maps have "
+                             f"{flat.shape[1]}")
+        before = np.concatenate([previous, flat[:-1]])
+    else:
+        before = np.concatenate([np.full((1, flat.shape[1]), np.nan), flat[:-1]])
+    a = flat - flat.mean(axis=1, keepdims=True)
+    b = before - before.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (a * b).sum(axis=1) / denominator
+    corr[~(denominator > 0)] = np.nan
+    return np.clip(corr, -1.0, 1.0)
+
+
+def activation_summary(acts: np.ndarray,
+                       threshold: float = DEAD_THRESHOLD) -> dict[str, np.ndarray]:
+    """Per-frame summary of one layer's activations ``acts`` (N, h, w, c) or (N, c).
+
+    ``act_mean``: mean over all positions and channels; ``act_max``: largest value;
+    ``dead_share``: share of the c filters whose largest activation on the frame is
+    ``<= threshold`` (default :data:`DEAD_THRESHOLD`; with ELU a filter that is negative
+    everywhere counts as dead on that frame). Each value is (N,) float64.
+    """
+    acts = np.asarray(acts)
+    if acts.ndim not in (2, 4):
+        raise ValueError(f"activations must be (N, h, w, c) or (N, c), got shape {acts.shape}")
+    n, channels = acts.shape[0], acts.shape[-1]
+    per_channel = acts.reshape(n, -1, channels)
+    channel_max = per_channel.max(axis=1).astype(np.float64)
+    return {
+        "act_mean": per_channel.mean(axis=(1, 2), dtype=np.float64),
+        "act_max": channel_max.max(axis=1),
+        "dead_share": (channel_max <= threshold).mean(axis=1),
+    }
