@@ -1,0 +1,90 @@
+"""Display normalization of raw attention maps, and the heatmap colormap.
+
+Raw maps (the engine's output) keep their method-specific sign and scale; they are stored
+and summarized raw. Only for DISPLAY are they turned into [0, 1] heat, by ``RunningScale``:
+
+    heat = clip(|map| / scale, 0, 1)
+
+where ``scale`` is the median, over the last ``window`` replayed frames (this one included),
+of each frame's ``percentile``-th percentile of |map|. So one frame's brightness is comparable
+with its neighbours' (a frame that attends weakly looks weak, instead of being stretched to
+full range as per-frame min-max would do), while the scale still follows slow drifts across a
+drive. Heat is coloured with the perceptually uniform *inferno* colormap and alpha-blended
+over the picture with alpha = ``opacity * heat``, so cold pixels (heat 0) leave the picture
+untouched and the hottest pixels cover it by ``opacity`` (default 0.6).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import cv2
+import numpy as np
+
+DEFAULT_OPACITY = 0.6
+DEFAULT_PERCENTILE = 99.0
+DEFAULT_WINDOW = 64
+
+
+def _inferno_lut() -> np.ndarray:
+    """OpenCV's inferno colormap as an RGB lookup table, uint8 (256, 1, 3)."""
+    grey = np.arange(256, dtype=np.uint8).reshape(256, 1)
+    bgr = cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+HEAT_LUT = _inferno_lut()
+
+
+class RunningScale:
+    """Per-run display scale for one method's maps (see the module docstring).
+
+    ``normalize(maps (N, h, w))`` -> (N, h, w) float32 heat in [0, 1]; frames are taken in
+    replay order, each normalized with the scale that includes itself and the frames before it.
+    """
+
+    def __init__(self, window: int = DEFAULT_WINDOW,
+                 percentile: float = DEFAULT_PERCENTILE) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, not {window}")
+        if not 0 < percentile <= 100:
+            raise ValueError(f"percentile must be in (0, 100], not {percentile}")
+        self.percentile = percentile
+        self._recent: deque[float] = deque(maxlen=window)
+        self.scale = 0.0
+
+    def normalize(self, maps: np.ndarray) -> np.ndarray:
+        magnitude = np.abs(np.asarray(maps, dtype=np.float32))
+        flat = magnitude.reshape(len(magnitude), -1)
+        per_frame = np.percentile(flat, self.percentile, axis=1) if flat.size else []
+        heat = np.empty_like(magnitude)
+        for i, level in enumerate(per_frame):
+            if np.isfinite(level):
+                self._recent.append(float(level))
+            self.scale = float(np.median(self._recent)) if self._recent else 0.0
+            if self.scale > 0:
+                np.multiply(magnitude[i], 1.0 / self.scale, out=heat[i])
+                np.clip(heat[i], 0.0, 1.0, out=heat[i])
+            else:
+                heat[i] = 0.0
+        np.nan_to_num(heat, copy=False, nan=0.0)
+        return heat
+
+
+def colorize(heat: np.ndarray) -> np.ndarray:
+    """Heat float (h, w) in [0, 1] -> RGB uint8 (h, w, 3) with the inferno colormap."""
+    levels = (np.clip(heat, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return cv2.applyColorMap(levels, HEAT_LUT)
+
+
+def blend_heat(picture: np.ndarray, heat: np.ndarray,
+               opacity: float = DEFAULT_OPACITY) -> np.ndarray:
+    """Alpha-blend heat float (h, w) in [0, 1] over RGB uint8 ``picture`` (h, w, 3), same size.
+
+    alpha = opacity * heat per pixel: pixels with zero heat come back unchanged.
+    Returns a new RGB uint8 (h, w, 3) array.
+    """
+    if picture.shape[:2] != heat.shape:
+        raise ValueError(f"picture {picture.shape[:2]} and heat {heat.shape} differ in size")
+    alpha = np.clip(heat, 0.0, 1.0).astype(np.float32) * np.float32(opacity)
+    return cv2.blendLinear(picture, colorize(heat), 1.0 - alpha, alpha)

@@ -1,0 +1,299 @@
+"""The one renderer: composes a 1280x720 annotated frame for the replay video and the live window.
+
+Layout (pixels, at the default 1280x720)::
+
+    +-------------------------------------------+-------------------------+
+    | main panel: camera frame, the layout        | input view (66x200, x2) |
+    | method's heat over the crop box the network | + the same heat         |
+    | sees (rows Preprocessing.crop_rows)         |-------------------------|
+    |                                             | small panels: the other |
+    |                                             | methods on the input    |
+    +---------------------------+-----------+-----+-------------------------+
+    | conv1 activation grid     | steering  | frame, time, recorded,       |
+    |                           | gauge     | predicted, error             |
+    +---------------------------+-----------+------------------------------+
+    | timeline: recorded (green) vs predicted (magenta) steering, cursor    |
+    +-----------------------------------------------------------------------+
+
+Heat is drawn as described in ``drive_viz.render.colormap`` (inferno, alpha = 0.6 * heat).
+Steering is in [-1, 1], positive = right: the gauge's needles tilt right for positive steer and
+the timeline plots positive steer above its centre line. Static parts (labels, the recorded
+steering curve) are drawn once; each ``draw`` copies them and adds the frame's content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from drive_viz.model.preprocess import DEFAULT_PREPROCESSING, Preprocessing, input_to_rgb
+from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
+
+FRAME_SIZE = (1280, 720)
+BACKGROUND = (24, 24, 28)
+PANEL_BACKGROUND = (40, 40, 46)
+TEXT = (235, 235, 235)
+DIM_TEXT = (150, 150, 160)
+RECORDED_COLOR = (60, 220, 90)
+PREDICTED_COLOR = (255, 60, 220)
+CURSOR_COLOR = (255, 255, 255)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass(frozen=True)
+class Box:
+    """A rectangle in canvas pixels: left, top, width, height."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def view(self, canvas: np.ndarray) -> np.ndarray:
+        return canvas[self.y:self.y + self.h, self.x:self.x + self.w]
+
+
+class Timeline:
+    """Recorded vs predicted steering over a replay, (n,) positions in replay order.
+
+    ``recorded`` is known up front; ``predicted`` starts as NaN and is filled with ``set``
+    as frames are replayed (NaN stays for skipped frames).
+    """
+
+    def __init__(self, recorded: Sequence[float] | np.ndarray) -> None:
+        self.recorded = np.asarray(recorded, dtype=np.float64)
+        self.predicted = np.full(len(self.recorded), np.nan)
+
+    def __len__(self) -> int:
+        return len(self.recorded)
+
+    def set(self, position: int, predicted: float) -> None:
+        self.predicted[position] = predicted
+
+
+class OverlayRenderer:
+    """Draw one annotated frame: ``draw(...) -> RGB uint8 (720, 1280, 3)``.
+
+    ``layout`` names the method shown large over the camera frame; the other ``methods`` get
+    small panels (up to two). ``timeline`` is optional (the live window has none): when given,
+    ``draw(position=i)`` marks replay position ``i`` and extends the predicted curve.
+    """
+
+    def __init__(self, layout: str, methods: Sequence[str], *,
+                 prep: Preprocessing = DEFAULT_PREPROCESSING,
+                 timeline: Timeline | None = None,
+                 opacity: float = DEFAULT_OPACITY,
+                 title: str = "") -> None:
+        if layout not in methods:
+            raise ValueError(f"layout {layout!r} is not one of the methods {list(methods)}")
+        self.layout = layout
+        self.small_methods = [m for m in methods if m != layout][:2]
+        self.prep = prep
+        self.timeline = timeline
+        self.opacity = opacity
+        width, height = FRAME_SIZE
+        self.main = Box(8, 8, 840, 472)
+        self.input_panel = Box(864, 28, 400, 132)
+        self.small_panels = [Box(864, 188 + k * 160, 400, 132)
+                             for k in range(len(self.small_methods))]
+        self.grid = Box(8, 500, 600, 128)
+        self.gauge = Box(620, 492, 280, 144)
+        self.text = Box(912, 492, 360, 144)
+        self.strip = Box(8, 648, width - 16, 64)
+        self.gauge_center = (self.gauge.x + self.gauge.w // 2, self.gauge.y + self.gauge.h - 16)
+        self.gauge_radius = 112
+        self._background = self._draw_background(title)
+        self._strip_layer = self.strip.view(self._background).copy()
+        self._drawn_until = -1
+
+    # ---- static parts -------------------------------------------------------------------
+    def _draw_background(self, title: str) -> np.ndarray:
+        width, height = FRAME_SIZE
+        canvas = np.empty((height, width, 3), np.uint8)
+        canvas[:] = BACKGROUND
+        for box in (self.main, self.input_panel, *self.small_panels, self.grid, self.strip):
+            box.view(canvas)[:] = PANEL_BACKGROUND
+        _label(canvas, f"input view: {self.layout}", self.input_panel.x, self.input_panel.y - 6)
+        for method, box in zip(self.small_methods, self.small_panels, strict=True):
+            _label(canvas, method, box.x, box.y - 6)
+        _label(canvas, "conv1 activations", self.grid.x, self.grid.y - 6)
+        if title:
+            _label(canvas, title[:48], self.text.x, self.text.y + self.text.h - 2, DIM_TEXT)
+        cx, cy = self.gauge_center
+        r = self.gauge_radius
+        cv2.ellipse(canvas, (cx, cy), (r, r), 0, 180, 360, DIM_TEXT, 2, cv2.LINE_AA)
+        for steer in (-1.0, -0.5, 0.0, 0.5, 1.0):
+            x0, y0 = self._needle_point(steer, r - 10)
+            x1, y1 = self._needle_point(steer, r)
+            cv2.line(canvas, (x0, y0), (x1, y1), DIM_TEXT, 2, cv2.LINE_AA)
+        _label(canvas, "L", cx - r - 4, cy + 14, DIM_TEXT)
+        _label(canvas, "R", cx + r - 6, cy + 14, DIM_TEXT)
+        _label(canvas, "steering: recorded", self.strip.x, self.strip.y - 6, RECORDED_COLOR)
+        _label(canvas, "predicted", self.strip.x + 180, self.strip.y - 6, PREDICTED_COLOR)
+        mid = self.strip.y + self.strip.h // 2
+        cv2.line(canvas, (self.strip.x, mid), (self.strip.x + self.strip.w - 1, mid),
+                 (70, 70, 80), 1)
+        if self.timeline is not None and len(self.timeline):
+            points = self._strip_points(np.arange(len(self.timeline)), self.timeline.recorded)
+            for run in _finite_runs(points):
+                cv2.polylines(canvas, [run], False, RECORDED_COLOR, 1, cv2.LINE_AA)
+        return canvas
+
+    def _needle_point(self, steer: float, length: float) -> tuple[int, int]:
+        """Tip of a gauge needle: steer -1 points left, 0 up, +1 right."""
+        angle = np.clip(steer, -1.0, 1.0) * np.pi / 2
+        cx, cy = self.gauge_center
+        return int(round(cx + length * np.sin(angle))), int(round(cy - length * np.cos(angle)))
+
+    def strip_xy(self, position: int, steer: float) -> tuple[int, int]:
+        """Canvas pixel of timeline ``position`` at steering ``steer`` (+1 at the top edge)."""
+        points = self._strip_points(np.array([position]), np.array([steer]))
+        return int(points[0, 0]), int(points[0, 1])
+
+    def _strip_points(self, positions: np.ndarray, steer: np.ndarray) -> np.ndarray:
+        count = max(len(self.timeline) if self.timeline is not None else 1, 2)
+        x = self.strip.x + positions * (self.strip.w - 1) / (count - 1)
+        half = (self.strip.h - 4) / 2
+        y = self.strip.y + self.strip.h / 2 - np.clip(steer, -1.0, 1.0) * half
+        return np.stack([x, y], axis=1)
+
+    # ---- per frame ----------------------------------------------------------------------
+    def draw(self, frame_rgb: np.ndarray, input_yuv: np.ndarray, heat: Mapping[str, np.ndarray],
+             grid: np.ndarray | None, steer_true: float, steer_pred: float, frame: int,
+             t: float, position: int | None = None) -> np.ndarray:
+        """One annotated frame, RGB uint8 (720, 1280, 3).
+
+        ``frame_rgb``: camera frame RGB uint8 (H, W, 3); ``input_yuv``: the network input
+        (66, 200, 3) float32 YUV; ``heat[method]``: display heat (66, 200) float in [0, 1]
+        (``RunningScale.normalize``); ``grid``: activation grid (h, w) float in [0, 1] or None;
+        steering in [-1, 1] (NaN ``steer_true`` when unknown); ``frame``: frame number;
+        ``t``: time in seconds; ``position``: index into the timeline.
+        """
+        canvas = self._background.copy()
+        self._draw_main(canvas, frame_rgb, heat[self.layout])
+        view = input_to_rgb(input_yuv)
+        _paste_fit(canvas, self.input_panel, blend_heat(view, heat[self.layout], self.opacity),
+                   cv2.INTER_NEAREST)
+        for method, box in zip(self.small_methods, self.small_panels, strict=True):
+            if method in heat:
+                _paste_fit(canvas, box, blend_heat(view, heat[method], self.opacity),
+                           cv2.INTER_NEAREST)
+        if grid is not None:
+            levels = (np.clip(grid, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+            _paste_fit(canvas, self.grid, cv2.cvtColor(levels, cv2.COLOR_GRAY2RGB),
+                       cv2.INTER_AREA)
+        self._draw_gauge(canvas, steer_true, steer_pred)
+        self._draw_text(canvas, steer_true, steer_pred, frame, t)
+        if self.timeline is not None and position is not None:
+            self._draw_strip(canvas, position, steer_pred)
+        return canvas
+
+    def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, heat: np.ndarray) -> None:
+        """Camera frame fitted into the main panel; heat over the crop box the network sees."""
+        height, width = frame_rgb.shape[:2]
+        scale = min(self.main.w / width, self.main.h / height)
+        disp_w, disp_h = max(1, round(width * scale)), max(1, round(height * scale))
+        shown, (y0, y1) = heat_on_frame(frame_rgb, heat, self.prep, (disp_w, disp_h),
+                                        self.opacity)
+        ox = self.main.x + (self.main.w - disp_w) // 2
+        oy = self.main.y + (self.main.h - disp_h) // 2
+        canvas[oy:oy + disp_h, ox:ox + disp_w] = shown
+        cv2.rectangle(canvas, (ox, oy + y0), (ox + disp_w - 1, oy + y1 - 1), DIM_TEXT, 1)
+
+    def _draw_gauge(self, canvas: np.ndarray, steer_true: float, steer_pred: float) -> None:
+        for steer, color in ((steer_true, RECORDED_COLOR), (steer_pred, PREDICTED_COLOR)):
+            if np.isfinite(steer):
+                tip = self._needle_point(steer, self.gauge_radius - 14)
+                cv2.line(canvas, self.gauge_center, tip, color, 4, cv2.LINE_AA)
+        cv2.circle(canvas, self.gauge_center, 6, TEXT, -1, cv2.LINE_AA)
+
+    def _draw_text(self, canvas: np.ndarray, steer_true: float, steer_pred: float,
+                   frame: int, t: float) -> None:
+        x, y = self.text.x, self.text.y + 22
+        error = abs(steer_pred - steer_true)
+        lines = ((f"frame {frame}   t {t:8.2f} s", TEXT),
+                 (f"recorded  {steer_true:+.3f}", RECORDED_COLOR),
+                 (f"predicted {steer_pred:+.3f}", PREDICTED_COLOR),
+                 (f"error     {error:.3f}", TEXT))
+        for k, (line, color) in enumerate(lines):
+            cv2.putText(canvas, line, (x, y + 30 * k), FONT, 0.7, color, 2, cv2.LINE_AA)
+
+    def _draw_strip(self, canvas: np.ndarray, position: int, steer_pred: float) -> None:
+        """Extend the persistent predicted curve up to ``position``, then mark it."""
+        if self.timeline is None:
+            return
+        self.timeline.set(position, steer_pred)
+        if position > self._drawn_until:
+            first = max(self._drawn_until, 0)
+            positions = np.arange(first, position + 1)
+            points = self._strip_points(positions, self.timeline.predicted[first:position + 1])
+            points -= (self.strip.x, self.strip.y)
+            for run in _finite_runs(points):
+                if len(run) == 1:
+                    dot = (int(run[0, 0, 0]), int(run[0, 0, 1]))
+                    cv2.circle(self._strip_layer, dot, 1, PREDICTED_COLOR, -1)
+                else:
+                    cv2.polylines(self._strip_layer, [run], False, PREDICTED_COLOR, 1,
+                                  cv2.LINE_AA)
+            self._drawn_until = position
+        self.strip.view(canvas)[:] = self._strip_layer
+        x, _ = self.strip_xy(position, 0.0)
+        cv2.line(canvas, (x, self.strip.y), (x, self.strip.y + self.strip.h - 1),
+                 CURSOR_COLOR, 1)
+
+
+def heat_on_frame(frame_rgb: np.ndarray, heat: np.ndarray, prep: Preprocessing,
+                  size: tuple[int, int], opacity: float = DEFAULT_OPACITY,
+                  ) -> tuple[np.ndarray, tuple[int, int]]:
+    """The camera frame RGB uint8 (H, W, 3) resized to ``size`` (width, height), with ``heat``
+    (66, 200) float in [0, 1] stretched bilinearly over the crop box ``prep.crop_rows(H)`` (the
+    rows the network sees, full width) and blended there. Returns the picture and the crop
+    box's first and one-past-last row in it."""
+    height, width = frame_rgb.shape[:2]
+    disp_w, disp_h = size
+    shrink = disp_w < width
+    shown = cv2.resize(frame_rgb, (disp_w, disp_h),
+                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    top, bottom = prep.crop_rows(height)
+    y0 = round(top * disp_h / height)
+    y1 = min(disp_h, round(bottom * disp_h / height))
+    if y1 > y0:
+        box_heat = cv2.resize(np.asarray(heat, np.float32), (disp_w, y1 - y0),
+                              interpolation=cv2.INTER_LINEAR)
+        shown[y0:y1] = blend_heat(shown[y0:y1], box_heat, opacity)
+    return shown, (y0, y1)
+
+
+def _label(canvas: np.ndarray, text: str, x: int, y: int,
+           color: tuple[int, int, int] = TEXT) -> None:
+    cv2.putText(canvas, text, (x, y), FONT, 0.5, color, 1, cv2.LINE_AA)
+
+
+def _paste_fit(canvas: np.ndarray, box: Box, image: np.ndarray, interpolation: int) -> None:
+    """Scale ``image`` to fit ``box`` (aspect kept, centred) and paste it."""
+    height, width = image.shape[:2]
+    scale = min(box.w / width, box.h / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = image if size == (width, height) else cv2.resize(image, size,
+                                                                 interpolation=interpolation)
+    ox = box.x + (box.w - size[0]) // 2
+    oy = box.y + (box.h - size[1]) // 2
+    canvas[oy:oy + size[1], ox:ox + size[0]] = resized
+
+
+def _finite_runs(points: np.ndarray) -> list[np.ndarray]:
+    """Split (n, 2) float points at NaNs into int32 polylines."""
+    finite = np.isfinite(points).all(axis=1)
+    runs, start = [], None
+    for i, ok in enumerate(finite):
+        if ok and start is None:
+            start = i
+        if not ok and start is not None:
+            runs.append(points[start:i])
+            start = None
+    if start is not None:
+        runs.append(points[start:])
+    return [np.round(run).astype(np.int32).reshape(-1, 1, 2) for run in runs]
