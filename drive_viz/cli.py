@@ -101,6 +101,49 @@ def _add_import(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.recording.importers:run"))
 
 
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "train", help="train DAVE-2 on recordings",
+        description="Train a DAVE-2 steering network on one or more recordings and write "
+                    "MODEL.keras with MODEL.card.json (data, hyper-parameters, losses, the "
+                    "command that rebuilds it) and MODEL.curves.png beside it.")
+    parser.add_argument("recordings", nargs="+", metavar="REC", help="recording folder(s)")
+    parser.add_argument("--out", required=True, help="model file to write (.keras)")
+    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for initialization, data order and augmentation")
+    parser.add_argument("--activation", choices=("elu", "relu"), default="elu",
+                        help="activation of every hidden layer (default elu)")
+    parser.add_argument("--head", choices=("flatten", "gap"), default="flatten",
+                        help="NVIDIA's dense head, or global average pooling (exact CAM)")
+    parser.add_argument("--side-cameras", action=argparse.BooleanOptionalAction, default=True,
+                        help="also train on forward-looking side cameras, with a steering "
+                             "correction derived from their offset (default on)")
+    parser.add_argument("--no-augment", action="store_true",
+                        help="no flip, brightness, shadow or shift augmentation")
+    parser.add_argument("--rebalance", action="store_true",
+                        help="weigh samples by 1/sqrt(frequency of their steering)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="share of time blocks held out for validation (default 0.2)")
+    parser.add_argument("--block-seconds", type=float, default=4.0,
+                        help="length of the validation time blocks in seconds (default 4)")
+    parser.add_argument("--gap-seconds", type=float, default=1.0,
+                        help="frames this close to a validation frame are not trained on")
+    parser.add_argument("--patience", type=int, default=5,
+                        help="stop after this many epochs without a better validation loss")
+    parser.add_argument("--camera", default="center", help="camera whose labels are the car's")
+    parser.add_argument("--recovery-distance", type=float, default=8.0,
+                        help="metres over which side-camera and shift corrections steer "
+                             "back to the path (default 8)")
+    parser.add_argument("--heldout", action="append", metavar="REC",
+                        help="recording not trained on: report its steering MAE in the card")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="one line per epoch instead of a progress bar")
+    parser.set_defaults(run=_lazy("drive_viz.model.train:run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -108,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "train DAVE-2, replay with saliency maps, live overlay.")
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for add in (_add_info, _add_record):
+    for add in (_add_info, _add_record, _add_train, _add_import):
         add(commands)
     return parser
 

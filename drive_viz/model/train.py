@@ -1,0 +1,441 @@
+"""``drive-viz train``: fit DAVE-2 to recordings; write the model, its card and its curves.
+
+Outputs, all written through temp names and renamed at the end (an interrupted run leaves
+no model that looks complete): ``MODEL.keras``, ``MODEL.card.json`` (see ``card_path``) and
+``MODEL.curves.png`` (loss and MAE per epoch, drawn with OpenCV).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from drive_viz import __version__
+from drive_viz.errors import DriveVizError, FrameError, RecordingError
+from drive_viz.model.augment import Augmentation, SteeringGeometry, side_camera_correction
+from drive_viz.model.dataset import (
+    FrameStore,
+    Samples,
+    rebalance_weights,
+    split_by_time_blocks,
+    training_dataset,
+    validation_dataset,
+)
+from drive_viz.model.dave2 import build_dave2, card_path
+from drive_viz.model.preprocess import Preprocessing
+from drive_viz.recording.format import CameraSpec, image_column
+from drive_viz.recording.images import write_file_atomic
+from drive_viz.recording.reader import Recording, open_recording
+
+CARD_FORMAT = "drive-viz-model-card"
+#: Other cameras count as side cameras only when they look forward (|yaw| below this, degrees).
+SIDE_CAMERA_MAX_YAW = 45.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (the card's ``command`` rebuilds it)."""
+
+    recordings: list[Path]
+    out: Path
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    activation: str = "elu"
+    head: str = "flatten"
+    side_cameras: bool = True
+    augment: bool = True
+    rebalance: bool = False
+    val_fraction: float = 0.2
+    patience: int = 5
+    camera: str = "center"
+    block_seconds: float = 4.0
+    gap_seconds: float = 1.0
+    recovery: float = SteeringGeometry.recovery
+    heldout: list[Path] = field(default_factory=list)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "--epochs must be at least 1": self.epochs >= 1,
+            "--batch-size must be at least 1": self.batch_size >= 1,
+            "--lr must be positive": self.lr > 0,
+            "--val-fraction must be in [0, 0.9]": 0 <= self.val_fraction <= 0.9,
+            "--patience must be at least 1": self.patience >= 1,
+            "--recovery-distance must be positive": self.recovery > 0,
+            "--block-seconds must be positive": self.block_seconds > 0,
+            "--gap-seconds must not be negative": self.gap_seconds >= 0,
+        }
+        for message, ok in checks.items():
+            if not ok:
+                raise DriveVizError(message)
+        if self.out.suffix != ".keras":
+            raise DriveVizError(f"{self.out}: the model file name must end in .keras")
+
+    def command(self) -> str:
+        """The ``drive-viz train`` command line that repeats this run."""
+        words = ["drive-viz", "train", *map(str, self.recordings), "--out", str(self.out),
+                 "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
+                 "--lr", repr(self.lr), "--seed", str(self.seed),
+                 "--activation", self.activation, "--head", self.head,
+                 "--side-cameras" if self.side_cameras else "--no-side-cameras",
+                 "--val-fraction", repr(self.val_fraction), "--patience", str(self.patience),
+                 "--camera", self.camera, "--block-seconds", repr(self.block_seconds),
+                 "--gap-seconds", repr(self.gap_seconds),
+                 "--recovery-distance", repr(self.recovery)]
+        if not self.augment:
+            words.append("--no-augment")
+        if self.rebalance:
+            words.append("--rebalance")
+        for heldout in self.heldout:
+            words += ["--heldout", str(heldout)]
+        return shlex.join(words)
+
+
+def _open(path: Path) -> Recording:
+    try:
+        return open_recording(path)
+    except DriveVizError:
+        raise
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _geometry(recordings: list[Recording], recovery: float) -> SteeringGeometry:
+    """Vehicle geometry from the first recording whose metadata has ``extra.vehicle``
+    (``wheelbase`` m, ``max_steer`` deg), else the defaults of SteeringGeometry."""
+    for recording in recordings:
+        vehicle = recording.meta.extra.get("vehicle")
+        if isinstance(vehicle, dict):
+            try:
+                return SteeringGeometry(
+                    wheelbase=float(vehicle.get("wheelbase", SteeringGeometry.wheelbase)),
+                    max_steer=float(vehicle.get("max_steer", SteeringGeometry.max_steer)),
+                    recovery=recovery)
+            except (TypeError, ValueError) as exc:
+                raise RecordingError(f"{recording.path}: bad extra.vehicle ({exc})") from None
+    return SteeringGeometry(recovery=recovery)
+
+
+def relative_camera(side: CameraSpec, main: CameraSpec) -> CameraSpec:
+    """``side``'s pose relative to the main camera (the car's labels belong to ``main``)."""
+    return dataclasses.replace(side, y=side.y - main.y, yaw=side.yaw - main.yaw)
+
+
+@dataclass
+class TrainingData:
+    """Frames to train and validate on, and what the card says about them."""
+
+    store: FrameStore
+    train: Samples
+    val: Samples
+    recordings: list[dict[str, Any]]
+    side_cameras: list[dict[str, Any]]
+    train_mean_steer: float
+
+
+def collect_samples(recordings: list[Recording], config: TrainConfig,
+                    geometry: SteeringGeometry, ram_budget: int | None = None) -> TrainingData:
+    """Split every recording by time blocks and list training samples (main camera plus
+    forward-looking side cameras with corrected labels) and validation samples (main camera).
+    RecordingError when the camera is missing or no frame is usable."""
+    frames: list[tuple[int, int, str]] = []
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in
+                                          ("tf", "ts", "tv", "vf", "vs", "vv")}
+    described: list[dict[str, Any]] = []
+    sides: dict[str, dict[str, Any]] = {}
+    main_steer: list[np.ndarray] = []
+    for number, recording in enumerate(recordings):
+        main = recording.meta.camera(config.camera)
+        cameras = [(main, 0.0)]
+        if config.side_cameras:
+            for spec in recording.meta.cameras:
+                relative = relative_camera(spec, main)
+                if spec.name != main.name and abs(relative.yaw) < SIDE_CAMERA_MAX_YAW:
+                    correction = side_camera_correction(relative, geometry)
+                    cameras.append((spec, correction))
+                    sides[spec.name] = {"name": spec.name, "y": relative.y,
+                                        "yaw": relative.yaw, "correction": correction}
+        table = recording.table
+        steer = table["steer"].to_numpy(np.float64)
+        usable = np.isfinite(steer) & np.isfinite(table["t"].to_numpy(np.float64))
+        for spec, _ in cameras:
+            usable &= table[image_column(spec.name)].notna().to_numpy()
+        rows = np.flatnonzero(usable)
+        described.append({"path": str(recording.path), "source": recording.source,
+                          "fps": recording.fps, "frames": len(recording),
+                          "usable_frames": int(len(rows))})
+        if len(rows) == 0:
+            continue
+        train, val = split_by_time_blocks(table["t"].to_numpy(np.float64)[rows],
+                                          config.val_fraction, config.block_seconds,
+                                          config.gap_seconds, config.seed + number)
+        described[-1].update(train_frames=int(train.sum()), val_frames=int(val.sum()))
+        main_steer.append(steer[rows[train]])
+        for spec, correction in cameras:
+            first = len(frames)
+            frames += [(number, int(row), spec.name) for row in rows[train]]
+            ids = np.arange(first, len(frames))
+            parts["tf"].append(ids)
+            parts["ts"].append(np.clip(steer[rows[train]] + correction, -1, 1))
+            parts["tv"].append(np.full(len(ids), spec.fov))
+        first = len(frames)
+        frames += [(number, int(row), main.name) for row in rows[val]]
+        parts["vf"].append(np.arange(first, len(frames)))
+        parts["vs"].append(steer[rows[val]])
+        parts["vv"].append(np.full(int(val.sum()), main.fov))
+
+    def join(key: str, dtype: type) -> np.ndarray:
+        return np.concatenate(parts[key]).astype(dtype) if parts[key] else np.zeros(0, dtype)
+
+    names = ", ".join(str(r.path) for r in recordings)
+    train = Samples(join("tf", np.int64), join("ts", np.float32), join("tv", np.float32),
+                    np.ones(len(join("tf", np.int64)), np.float32))
+    val = Samples(join("vf", np.int64), join("vs", np.float32), join("vv", np.float32),
+                  np.ones(len(join("vf", np.int64)), np.float32))
+    if len(train) == 0:
+        raise RecordingError(f"{names}: no usable frames to train on (camera {config.camera!r})")
+    if config.val_fraction > 0 and len(val) == 0:
+        raise RecordingError(
+            f"{names}: too short for a validation split in {config.block_seconds:g} s blocks "
+            "(record longer, lower --block-seconds, or pass --val-fraction 0)")
+    if config.rebalance:
+        train.weight = rebalance_weights(train.steer)
+    store = FrameStore(recordings, frames, config.preprocessing, ram_budget=ram_budget)
+    return TrainingData(store, train, val, described, list(sides.values()),
+                        float(np.concatenate(main_steer).mean()))
+
+
+def _versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {"drive-viz": __version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__}
+
+
+def evaluate_heldout(model: Any, path: Path, config: TrainConfig, baseline_steer: float
+                     ) -> dict[str, Any]:
+    """Steering MAE of ``model`` on every main-camera frame of a recording not trained on, and
+    the MAE of always predicting ``baseline_steer`` (the training mean)."""
+    recording = _open(path)
+    recording.meta.camera(config.camera)
+    steer = recording.steering()
+    rows = np.flatnonzero(np.isfinite(steer)
+                          & recording.table[image_column(config.camera)].notna().to_numpy())
+    if len(rows) == 0:
+        raise RecordingError(f"{path}: no usable frames to evaluate")
+    store = FrameStore([recording], [(0, int(r), config.camera) for r in rows],
+                       config.preprocessing)
+    samples = Samples(np.arange(len(rows)), steer[rows].astype(np.float32),
+                      np.zeros(len(rows), np.float32), np.ones(len(rows), np.float32))
+    try:
+        predicted = model.predict(validation_dataset(store, samples, config.batch_size),
+                                  verbose=0)[:, 0]
+    finally:
+        store.close()
+    return {"recording": str(path), "source": recording.source,
+            "seed": recording.meta.extra.get("seed"), "frames": int(len(rows)),
+            "mae": float(np.mean(np.abs(predicted - steer[rows]))),
+            "baseline_mae": float(np.mean(np.abs(baseline_steer - steer[rows]))),
+            "baseline_steer": baseline_steer}
+
+
+def _tf_error_to_frame_error(exc: Exception) -> FrameError:
+    """The one-line FrameError message inside a TensorFlow error raised by the input stream."""
+    text = str(getattr(exc, "message", exc))
+    for line in text.splitlines():
+        if "FrameError:" in line:
+            return FrameError(line.split("FrameError:", 1)[1].strip())
+    return FrameError(f"reading frames failed ({text.splitlines()[0] if text else exc})")
+
+
+def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None
+          ) -> dict[str, Any]:
+    """Train DAVE-2 as ``config`` says, write model + card + curves; return the card."""
+    import keras
+    import tensorflow as tf
+
+    started = time.monotonic()
+    recordings = [_open(Path(p)) for p in config.recordings]
+    geometry = _geometry(recordings, config.recovery)
+    data = collect_samples(recordings, config, geometry, ram_budget)
+    augmentation = Augmentation() if config.augment else None
+    determinism_was_on = tf.config.experimental.is_op_determinism_enabled()
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    try:
+        model = build_dave2(config.activation, config.head, seed=config.seed)
+        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="mse",
+                      metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+        train_stream, steps = training_dataset(
+            data.store, data.train, batch_size=config.batch_size, epochs=config.epochs,
+            seed=config.seed, augmentation=augmentation, geometry=geometry)
+        validating = len(data.val) > 0
+        monitor = "val_loss" if validating else "loss"
+        stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience,
+                                                restore_best_weights=True)
+        try:
+            history = model.fit(
+                train_stream, epochs=config.epochs, steps_per_epoch=steps,
+                validation_data=(validation_dataset(data.store, data.val, config.batch_size)
+                                 if validating else None),
+                callbacks=[stopper], verbose=verbose).history
+            heldout = [evaluate_heldout(model, Path(p), config, data.train_mean_steer)
+                       for p in config.heldout]
+        except tf.errors.OpError as exc:
+            raise _tf_error_to_frame_error(exc) from None
+    finally:
+        data.store.close()
+        if not determinism_was_on:
+            tf.config.experimental.disable_op_determinism()
+    history = {k: [float(v) for v in values] for k, values in history.items()}
+    best = int(np.argmin(history[monitor]))
+    card = {
+        "format": CARD_FORMAT,
+        "version": 1,
+        "model": config.out.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "architecture": "DAVE-2 (Bojarski et al. 2016)",
+        "activation": config.activation,
+        "head": config.head,
+        "parameters": int(model.count_params()),
+        "preprocessing": config.preprocessing.to_json(),
+        "camera": config.camera,
+        "recordings": data.recordings,
+        "side_cameras": data.side_cameras,
+        "samples": {"train": len(data.train), "val": len(data.val)},
+        "train_mean_steer": data.train_mean_steer,
+        "hyperparameters": {
+            "max_epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+            "optimizer": "adam", "loss": "mse", "patience": config.patience,
+            "val_fraction": config.val_fraction, "block_seconds": config.block_seconds,
+            "gap_seconds": config.gap_seconds, "side_cameras": config.side_cameras,
+            "augment": config.augment, "rebalance": config.rebalance},
+        "geometry": geometry.to_json(),
+        "augmentation": augmentation.to_json() if augmentation else None,
+        "seed": config.seed,
+        "epochs_run": len(history["loss"]),
+        "best_epoch": best + 1,
+        "final": {k: v[-1] for k, v in history.items()},
+        "best": {k: v[best] for k, v in history.items()},
+        "history": history,
+        "heldout": heldout[0] if len(heldout) == 1 else heldout or None,
+        "training_seconds": round(time.monotonic() - started, 1),
+        "versions": _versions(),
+        "command": config.command(),
+    }
+    write_outputs(model, card, draw_curves(history, best), config.out)
+    return card
+
+
+def curves_path(model_path: str | Path) -> Path:
+    """Where a model's training curves live: ``MODEL.keras`` -> ``MODEL.curves.png``."""
+    path = Path(model_path)
+    return path.with_name(path.stem + ".curves.png")
+
+
+def write_outputs(model: Any, card: dict[str, Any], curves: np.ndarray, out: Path) -> None:
+    """Save model, card and curves through temp names; the model file appears last."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.stem + ".partial.keras")
+    try:
+        model.save(partial)
+        ok, png = cv2.imencode(".png", curves)
+        if not ok:
+            raise DriveVizError(f"{curves_path(out)}: PNG encoding failed")
+        if out.exists():
+            out.unlink()
+        write_file_atomic(card_path(out), json.dumps(card, indent=2).encode("utf-8"))
+        write_file_atomic(curves_path(out), png.tobytes())
+        os.replace(partial, out)
+    except OSError as exc:
+        raise DriveVizError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+CURVE_COLORS = {"train": (200, 110, 30), "validation": (30, 130, 240)}  # BGR
+
+
+def draw_curves(history: dict[str, list[float]], best: int, size: tuple[int, int] = (900, 360)
+                ) -> np.ndarray:
+    """Training curves as a BGR uint8 image of ``size`` (width, height) pixels: one panel for
+    the loss (MSE, log scale) and one for the MAE, train and validation, best epoch in grey."""
+    width, height = size
+    image = np.full((height, width, 3), 255, np.uint8)
+    panel_width = width // 2
+    for number, (key, title, log) in enumerate((("loss", "loss (MSE, log scale)", True),
+                                                ("mae", "MAE", False))):
+        box = (number * panel_width + 60, 30, (number + 1) * panel_width - 15, height - 40)
+        series = {name: history[k] for name, k in (("train", key), ("validation", f"val_{key}"))
+                  if k in history}
+        _draw_panel(image, box, series, title, log, best)
+    for x, label in ((width - 220, "train"), (width - 120, "validation")):
+        cv2.line(image, (x, 14), (x + 20, 14), CURVE_COLORS[label], 2)
+        cv2.putText(image, label, (x + 25, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    return image
+
+
+def _draw_panel(image: np.ndarray, box: tuple[int, int, int, int],
+                series: dict[str, list[float]], title: str, log: bool, best: int) -> None:
+    left, top, right, bottom = box
+    curves = {name: np.asarray(v, np.float64) for name, v in series.items()}
+    if log:
+        curves = {name: np.log10(np.maximum(v, 1e-12)) for name, v in curves.items()}
+    values = np.concatenate(list(curves.values()))
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-12:
+        low, high = low - 0.5, high + 0.5
+    epochs = max(len(v) for v in curves.values())
+    x_scale = (right - left) / max(epochs - 1, 1)
+    cv2.rectangle(image, (left, top), (right, bottom), (0, 0, 0), 1)
+    best_x = int(round(left + best * x_scale))
+    cv2.line(image, (best_x, top), (best_x, bottom), (170, 170, 170), 1)
+    for name, curve in curves.items():
+        xs = left + np.arange(len(curve)) * x_scale
+        ys = bottom - (bottom - top) * (curve - low) / (high - low)
+        points = np.round(np.stack([xs, ys], axis=1)).astype(np.int32)
+        cv2.polylines(image, [points], False, CURVE_COLORS[name], 2, cv2.LINE_AA)
+        for x, y in points:
+            cv2.circle(image, (int(x), int(y)), 3, CURVE_COLORS[name], -1, cv2.LINE_AA)
+    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+    for value, y in ((high, top + 10), (low, bottom)):
+        shown = 10 ** value if log else value
+        cv2.putText(image, f"{shown:.3g}", (left - 55, y), font, 0.4, black, 1, cv2.LINE_AA)
+    cv2.putText(image, title, (left, top - 10), font, 0.5, black, 1, cv2.LINE_AA)
+    cv2.putText(image, f"epochs 1..{epochs}, grey line: best epoch {best + 1}",
+                (left, bottom + 25), font, 0.45, black, 1, cv2.LINE_AA)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``drive-viz train`` command."""
+    config = TrainConfig(
+        recordings=[Path(p) for p in args.recordings], out=Path(args.out), epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, activation=args.activation,
+        head=args.head, side_cameras=args.side_cameras, augment=not args.no_augment,
+        rebalance=args.rebalance, val_fraction=args.val_fraction, patience=args.patience,
+        camera=args.camera, block_seconds=args.block_seconds, gap_seconds=args.gap_seconds,
+        recovery=args.recovery_distance, heldout=[Path(p) for p in args.heldout or []])
+    card = train(config, verbose=1 if args.progress else 2)
+    best = card["best"]
+    summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+    print(f"wrote {config.out} (+ card, curves): {card['epochs_run']} epochs, best epoch "
+          f"{card['best_epoch']}: {summary}")
+    heldout = card["heldout"]
+    for entry in heldout if isinstance(heldout, list) else [heldout] if heldout else []:
+        print(f"held-out {entry['recording']}: MAE {entry['mae']:.4f} vs. "
+              f"{entry['baseline_mae']:.4f} for always predicting the training mean")
+    return 0
