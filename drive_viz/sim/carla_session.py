@@ -393,15 +393,15 @@ class CarlaSession:
         steps += [("destroy a traffic vehicle", v.destroy) for v in self._traffic]
         if self.ego is not None:
             steps.append(("destroy the ego vehicle", self.ego.destroy))
+        world, traffic_manager = self.world, self.traffic_manager
+        settings, weather = self._original_settings, self._original_weather
         if self._tm_synchronous:
             steps.append(("switch the Traffic Manager to asynchronous mode",
-                          lambda: self.traffic_manager.set_synchronous_mode(False)))
-        if self._original_settings is not None:
-            steps.append(("restore the world settings",
-                          lambda: self.world.apply_settings(self._original_settings)))
-        if self._original_weather is not None:
-            steps.append(("restore the weather",
-                          lambda: self.world.set_weather(self._original_weather)))
+                          lambda: traffic_manager.set_synchronous_mode(False)))
+        if settings is not None:
+            steps.append(("restore the world settings", lambda: world.apply_settings(settings)))
+        if weather is not None:
+            steps.append(("restore the weather", lambda: world.set_weather(weather)))
         self._sensors, self._traffic, self.ego = {}, [], None
         self._tm_synchronous = False
         self._original_settings = self._original_weather = None
