@@ -207,7 +207,7 @@ def test_donkey_v2_honours_deleted_indexes_and_time_stamps(tmp_path):
     assert [round(r.t, 3) for r in rec] == [0.0, 0.05, 0.15, 0.2, 0.25]
     source_jpeg = src / "images" / "3_cam_image_array_.jpg"
     assert rec.image_path(2).read_bytes() == source_jpeg.read_bytes()
-    assert rec.source == "donkeycar-v2"
+    assert rec.source == "donkey" and rec.meta.extra["importer"] == "donkeycar-v2"
 
 
 def test_donkey_mixed_image_sizes_keep_the_most_common(tmp_path):

@@ -72,7 +72,7 @@ def scan(src: Path, report: ImportReport) -> tuple[Scan, Path]:
     extra = {"importer": layout, "donkey_inputs": inputs[:64], "donkey_types": types[:64],
              "speed_note": "donkeycar records no speed: speed is 0",
              "camera_pose_note": f"field of view is the kit lens's nominal {CAMERA_FOV_DEG:g} deg"}
-    return Scan(layout, fps, [CameraPose("center", fov=CAMERA_FOV_DEG)], frames, extra), src
+    return Scan("donkey", fps, [CameraPose("center", fov=CAMERA_FOV_DEG)], frames, extra), src
 
 
 def _image_key(inputs: list[Any], types: list[Any]) -> str:
