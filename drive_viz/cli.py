@@ -144,6 +144,27 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.model.train:run"))
 
 
+def _add_features(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "features", help="visualize what conv filters or dense units respond to",
+        description="Activation maximization: for each chosen filter (conv layer) or unit "
+                    "(dense layer), optimize an input image from seeded noise (with jitter, "
+                    "blur and L2 decay) until it excites that filter, and write the images "
+                    "as one labelled grid PNG.")
+    parser.add_argument("--model", required=True, help="steering model (.keras)")
+    parser.add_argument("--layer", required=True,
+                        help="conv or dense layer to visualize, e.g. conv1 or dense2")
+    parser.add_argument("--filters", default=None,
+                        help="filters/units to show, e.g. 0,1,2 or 0-7 (default: all)")
+    parser.add_argument("--steps", type=int, default=128,
+                        help="gradient-ascent steps per image (default: 128)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
+    parser.add_argument("--out", required=True, help="output PNG file")
+    parser.add_argument("--unsafe-model", action="store_true",
+                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.set_defaults(run=_lazy("drive_viz.attention.features:run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -151,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "train DAVE-2, replay with saliency maps, live overlay.")
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for add in (_add_info, _add_record, _add_train, _add_import):
+    for add in (_add_info, _add_record, _add_train, _add_import,
+                _add_features):
         add(commands)
     return parser
 
