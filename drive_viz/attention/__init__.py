@@ -1,0 +1,25 @@
+"""Attention maps for steering networks: one engine computes every method in fused passes.
+
+``AttentionEngine`` (batched, traced once) and ``attribute`` (one method) are the API;
+``METHODS`` lists the method names with their sign and scale. Names are imported on first
+use, so ``drive_viz.attention.<submodule>`` does not pull in TensorFlow by itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AttentionEngine": "engine", "AttentionResult": "engine", "attribute": "engine",
+    "DEFAULT_METHODS": "engine", "NAMED_FILLS": "engine", "default_gradcam_layer": "engine",
+    "METHODS": "methods", "Method": "methods",
+    "OUTPUT_TARGETS": "targets", "UnitTarget": "targets",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'drive_viz.attention' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"drive_viz.attention.{_EXPORTS[name]}"), name)

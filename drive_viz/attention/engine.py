@@ -1,0 +1,284 @@
+"""The attention engine: every requested map for a batch of network inputs, in fused passes.
+
+``AttentionEngine(model, methods=...)`` traces its TensorFlow functions once (per input batch
+shape) and reuses them on every call. The shared pass is ONE forward and (when a gradient
+method is asked for) ONE backward pass that yields the prediction, the activations, saliency,
+gradient, gradient x input, Grad-CAM and Grad-CAM++; VisualBackProp reuses its forward
+activations. Guided backprop, SmoothGrad, integrated gradients and occlusion need passes of
+their own. ``attribute(model, inputs, method=...)`` is the one-method shortcut.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from drive_viz.attention import methods as m
+from drive_viz.attention.network import Network
+from drive_viz.attention.targets import Target, check_target, target_score
+from drive_viz.errors import ModelError
+
+DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
+#: Named baselines and fill values, as YUV triples in the network's input space.
+#: ``black`` is RGB black in OpenCV's YUV (Y=0, U=V=128); ``gray`` is RGB (128, 128, 128).
+NAMED_FILLS = {"black": (0.0, 128.0, 128.0), "zeros": (0.0, 0.0, 0.0),
+               "gray": (128.0, 128.0, 128.0)}
+_OCCLUSION_CHUNK = 128
+
+
+@dataclass
+class AttentionResult:
+    """One engine call's output for N frames.
+
+    ``prediction`` (N,) float32 network output; ``maps`` method name -> (N, 66, 200) float32
+    raw map (sign and scale in ``METHODS``); ``activations`` layer name -> that layer's
+    output, e.g. conv1 (N, 31, 98, 24) float32, post-activation.
+    """
+
+    prediction: np.ndarray
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    activations: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def default_gradcam_layer(network: Network) -> str:
+    """The deepest conv layer at least 5x5 (localizes in 2-D; DAVE-2: conv3, 5x22), else
+    the deepest conv layer."""
+    if not network.conv_layers:
+        raise ModelError("the model has no Conv2D layer to compute Grad-CAM on")
+    for name in reversed(network.conv_layers):
+        if min(network.geometry[name].out_hw) >= 5:
+            return name
+    return network.conv_layers[-1]
+
+
+class AttentionEngine:
+    """Computes attention maps for batches of inputs (N, 66, 200, 3) float32 YUV in [0, 255].
+
+    ``methods``: names from ``METHODS``. ``target``: ``"steer"``, ``"left"``, ``"maintain"``
+    or a ``UnitTarget`` (see ``targets``). ``gradcam_layer``: conv layer for Grad-CAM(++)
+    (default ``default_gradcam_layer``). ``activation_layers``: layers whose outputs to return.
+    SmoothGrad: ``smoothgrad_samples`` noisy copies, noise std ``smoothgrad_sigma`` x 255,
+    ``seed``. Integrated gradients: ``ig_steps`` midpoint-rule steps from ``ig_baseline``
+    (a name in ``NAMED_FILLS``, a number, or an array broadcastable to the inputs).
+    Occlusion: ``occlusion_patch`` x ``occlusion_patch`` squares every ``occlusion_stride``
+    pixels, filled with ``occlusion_fill`` (name, number or YUV triple).
+    ``trace_counts`` counts how often each pass was traced.
+    """
+
+    def __init__(self, model: Any, methods: Sequence[str] = DEFAULT_METHODS,
+                 target: Target = "steer", gradcam_layer: str | None = None,
+                 activation_layers: Sequence[str] = (), *, smoothgrad_samples: int = 16,
+                 smoothgrad_sigma: float = 0.15, seed: int = 0, ig_steps: int = 32,
+                 ig_baseline: str | float | np.ndarray = "black", occlusion_patch: int = 10,
+                 occlusion_stride: int = 5,
+                 occlusion_fill: str | float | Sequence[float] = "gray") -> None:
+        unknown = [name for name in methods if name not in m.METHODS]
+        if unknown:
+            raise ValueError(f"unknown attention method(s) {unknown}; "
+                             f"known: {', '.join(m.METHODS)}")
+        self.network = Network(model)
+        self.methods = tuple(dict.fromkeys(methods))
+        check_target(target, self.network.output_shapes)
+        self.target = target
+        missing = [name for name in activation_layers if name not in self.network.layer_names]
+        if missing:
+            raise ModelError(f"layer(s) {missing} not in the model (layers: "
+                             f"{', '.join(self.network.layer_names)})")
+        self.activation_layers = tuple(activation_layers)
+        wants_cam = any(name in m.CAM_METHODS for name in self.methods)
+        if gradcam_layer is None:
+            gradcam_layer = default_gradcam_layer(self.network) if wants_cam else None
+        elif gradcam_layer not in self.network.conv_layers:
+            raise ModelError(f"Grad-CAM layer {gradcam_layer!r} is not a Conv2D layer of the "
+                             f"model (conv layers: {', '.join(self.network.conv_layers)})")
+        self.gradcam_layer = gradcam_layer
+        if "visualbackprop" in self.methods and not self.network.conv_layers:
+            raise ModelError("the model has no Conv2D layer for VisualBackProp")
+        if smoothgrad_samples < 1 or ig_steps < 1:
+            raise ValueError("smoothgrad_samples and ig_steps must be >= 1")
+        self.smoothgrad_samples = int(smoothgrad_samples)
+        self.smoothgrad_sigma = float(smoothgrad_sigma)
+        self.seed = int(seed)
+        self.ig_steps = int(ig_steps)
+        self.ig_baseline = ig_baseline
+        self._occlusion_masks = m.occlusion_patches(self.network.input_hw, occlusion_patch,
+                                                    occlusion_stride)
+        self._occlusion_fill = _fill_array(occlusion_fill, "occlusion_fill")
+        self.trace_counts: dict[str, int] = {}
+        self._shared = tf.function(self._shared_pass)
+        self._guided = tf.function(self._guided_pass)
+        self._smoothgrad = tf.function(self._smoothgrad_pass)
+        self._integrated = tf.function(self._integrated_gradients_pass)
+        self._occluded_scores = tf.function(self._occlusion_pass)
+
+    def __call__(self, inputs: np.ndarray,
+                 baseline: str | float | np.ndarray | None = None) -> AttentionResult:
+        """All requested maps for ``inputs`` (N, 66, 200, 3) float32 YUV in [0, 255].
+
+        ``baseline`` overrides ``ig_baseline`` for this call.
+        """
+        x = self._check_inputs(inputs)
+        shared = {key: value.numpy() for key, value in self._shared(x).items()}
+        result = AttentionResult(prediction=shared.pop("prediction"))
+        result.activations = {name: shared.pop(f"layer:{name}")
+                              for name in self.activation_layers}
+        result.maps.update(shared)
+        if "guided_backprop" in self.methods:
+            result.maps["guided_backprop"] = self._guided(x).numpy()
+        if "smoothgrad" in self.methods:
+            result.maps["smoothgrad"] = self._smoothgrad(x).numpy()
+        if "integrated_gradients" in self.methods:
+            spec = self.ig_baseline if baseline is None else baseline
+            reference = np.broadcast_to(_fill_array(spec, "baseline"), x.shape)
+            result.maps["integrated_gradients"] = self._integrated(
+                x, tf.constant(reference, tf.float32)).numpy()
+        if "occlusion" in self.methods:
+            result.maps["occlusion"] = self._occlusion(x)
+        result.maps = {name: result.maps[name] for name in self.methods}
+        return result
+
+    def _check_inputs(self, inputs: np.ndarray) -> tf.Tensor:
+        array = np.asarray(inputs, dtype=np.float32)
+        expected = (*self.network.input_hw, 3)
+        if array.ndim != 4 or array.shape[1:] != expected or array.shape[0] == 0:
+            raise ModelError(f"attention inputs have shape {array.shape}; the model takes "
+                             f"(N, {', '.join(map(str, expected))}) with N >= 1")
+        return tf.constant(array)
+
+    def _count_trace(self, name: str) -> None:
+        self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
+
+    def _input_gradient(self, x: tf.Tensor, guided: bool = False) -> tf.Tensor:
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            output, layers = self.network.forward(x, guided=guided)
+            score = target_score(self.target, output, layers)
+        return tape.gradient(score, x)
+
+    def _shared_pass(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        self._count_trace("shared")
+        wants_input_grad = any(name in m.INPUT_GRADIENT_METHODS for name in self.methods)
+        wants_cam = self.gradcam_layer is not None
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(x)
+            output, layers = self.network.forward(x)
+            score = target_score(self.target, output, layers)
+        sources = ([x] if wants_input_grad else []) + (
+            [layers[self.gradcam_layer]] if wants_cam else [])
+        grads = tape.gradient(score, sources) if sources else []
+        out = {"prediction": output}
+        out.update({f"layer:{name}": layers[name] for name in self.activation_layers})
+        if wants_input_grad:
+            input_grad = grads[0]
+            if "saliency" in self.methods:
+                out["saliency"] = m.saliency(input_grad)
+            if "gradient" in self.methods:
+                out["gradient"] = m.gradient(input_grad)
+            if "gradient_x_input" in self.methods:
+                out["gradient_x_input"] = m.gradient_x_input(input_grad, x)
+        if wants_cam:
+            activations, cam_grad = layers[self.gradcam_layer], grads[-1]
+            geometry = self.network.geometry[self.gradcam_layer]
+            if "gradcam" in self.methods:
+                out["gradcam"] = m.upsample_to_input(
+                    m.gradcam(activations, cam_grad), geometry, self.network.input_hw)
+            if "gradcam_plus_plus" in self.methods:
+                out["gradcam_plus_plus"] = m.upsample_to_input(
+                    m.gradcam_plus_plus(activations, cam_grad, score), geometry,
+                    self.network.input_hw)
+        if "visualbackprop" in self.methods:
+            convs = self.network.conv_layers
+            out["visualbackprop"] = m.visualbackprop(
+                [layers[name] for name in convs], [self.network.geometry[n] for n in convs])
+        return out
+
+    def _guided_pass(self, x: tf.Tensor) -> tf.Tensor:
+        self._count_trace("guided_backprop")
+        return m.gradient(self._input_gradient(x, guided=True))
+
+    def _smoothgrad_pass(self, x: tf.Tensor) -> tf.Tensor:
+        self._count_trace("smoothgrad")
+        total = tf.zeros(tf.shape(x)[:3], tf.float32)
+        for sample in tf.range(self.smoothgrad_samples):
+            noise = tf.random.stateless_normal(tf.shape(x), seed=tf.stack([self.seed, sample]),
+                                               stddev=self.smoothgrad_sigma * 255.0)
+            total += m.saliency(self._input_gradient(x + noise))
+        return total / self.smoothgrad_samples
+
+    def _integrated_gradients_pass(self, x: tf.Tensor, baseline: tf.Tensor) -> tf.Tensor:
+        self._count_trace("integrated_gradients")
+        total = tf.zeros_like(x)
+        for step in tf.range(self.ig_steps):
+            alpha = (tf.cast(step, tf.float32) + 0.5) / self.ig_steps
+            total += self._input_gradient(baseline + alpha * (x - baseline))
+        return tf.reduce_sum((x - baseline) * total, axis=-1) / self.ig_steps
+
+    def _occlusion_pass(self, frame: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
+        self._count_trace("occlusion")
+        occluded = frame * (1.0 - masks) + tf.constant(self._occlusion_fill) * masks
+        output, layers = self.network.forward(occluded)
+        return target_score(self.target, output, layers)
+
+    def _occlusion(self, x: tf.Tensor) -> np.ndarray:
+        masks = self._occlusion_masks
+        count = len(masks)
+        # One or more all-zero masks pad the last chunk: the first gives the unoccluded score.
+        padded = np.zeros((-(-(count + 1) // _OCCLUSION_CHUNK) * _OCCLUSION_CHUNK,
+                           *masks.shape[1:], 1), np.float32)
+        padded[:count, ..., 0] = masks
+        coverage = masks.sum(axis=0)
+        maps = np.empty(x.shape[:3], np.float32)
+        for index in range(x.shape[0]):
+            frame = x[index:index + 1]
+            scores = np.concatenate([
+                self._occluded_scores(frame, tf.constant(padded[start:start + _OCCLUSION_CHUNK]))
+                .numpy() for start in range(0, len(padded), _OCCLUSION_CHUNK)])
+            drops = scores[count] - scores[:count]
+            maps[index] = np.tensordot(drops, masks, axes=1) / coverage
+        return maps
+
+
+def _fill_array(spec: str | float | Sequence[float] | np.ndarray, what: str) -> np.ndarray:
+    """A named fill, a number or a YUV triple (or a full array) as float32."""
+    if isinstance(spec, str):
+        if spec not in NAMED_FILLS:
+            raise ValueError(f"{what} must be one of {tuple(NAMED_FILLS)}, a number or an "
+                             f"array, not {spec!r}")
+        return np.asarray(NAMED_FILLS[spec], np.float32)
+    return np.asarray(spec, np.float32)
+
+
+_ENGINE_CACHE: OrderedDict[tuple, tuple[Any, AttentionEngine]] = OrderedDict()
+_ENGINE_CACHE_SIZE = 8
+
+
+def attribute(model: Any, inputs: np.ndarray, method: str, target: Target = "steer", *,
+              layer: str | None = None, steps: int = 32,
+              baseline: str | float | np.ndarray = "black", samples: int = 16,
+              sigma: float = 0.15, seed: int = 0, patch: int = 10, stride: int = 5,
+              fill: str | float | Sequence[float] = "gray") -> np.ndarray:
+    """One method's raw map (N, 66, 200) float32 for ``inputs`` (N, 66, 200, 3) YUV.
+
+    ``layer``: Grad-CAM layer; ``steps``/``baseline``: integrated gradients; ``samples``/
+    ``sigma``/``seed``: SmoothGrad; ``patch``/``stride``/``fill``: occlusion. Engines are
+    cached per (model, method, target, options), so repeated calls do not retrace.
+    """
+    key = (id(model), method, target, layer, steps, samples, sigma, seed, patch, stride,
+           fill if isinstance(fill, str | int | float) else tuple(fill))
+    cached = _ENGINE_CACHE.get(key)
+    if cached is None or cached[0] is not model:
+        engine = AttentionEngine(model, (method,), target, gradcam_layer=layer,
+                                 smoothgrad_samples=samples, smoothgrad_sigma=sigma, seed=seed,
+                                 ig_steps=steps, occlusion_patch=patch,
+                                 occlusion_stride=stride, occlusion_fill=fill)
+        cached = (model, engine)
+    _ENGINE_CACHE[key] = cached
+    _ENGINE_CACHE.move_to_end(key)
+    while len(_ENGINE_CACHE) > _ENGINE_CACHE_SIZE:
+        _ENGINE_CACHE.popitem(last=False)
+    return cached[1](inputs, baseline=baseline).maps[method]

@@ -1,0 +1,174 @@
+"""The attention methods: the registry (names, sign, scale, cost) and the map arithmetic.
+
+Every method returns a RAW map (N, 66, 200) float32 over the network input (the 66x200 YUV
+view in [0, 255]); display normalization is the renderer's job. Gradients are of the target
+score S (see ``targets``) with respect to the input in YUV units, so gradient maps are in
+"score per YUV level". ``METHODS`` is the table the CLI and README list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from drive_viz.attention.network import ConvGeometry
+
+
+@dataclass(frozen=True)
+class Method:
+    """One attention method: its name, what the map is, its sign and scale, and its pass."""
+
+    name: str
+    summary: str
+    sign: str  # "signed" | "non-negative"
+    scale: str
+    passes: str  # which engine pass computes it
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("saliency", "max over YUV channels of |dS/dx| (Simonyan et al. 2014)",
+           "non-negative", "score per YUV level", "shared forward + backward"),
+    Method("gradient", "dS/dx summed over the 3 YUV channels", "signed",
+           "score per YUV level", "shared forward + backward"),
+    Method("gradient_x_input", "sum over channels of x * dS/dx (x in YUV [0, 255])", "signed",
+           "score units; first-order share of S(x) - S(0)", "shared forward + backward"),
+    Method("smoothgrad", "saliency averaged over n noisy copies, noise N(0, (sigma*255)^2), "
+           "seeded (Smilkov et al. 2017)", "non-negative", "score per YUV level",
+           "n forward + backward"),
+    Method("integrated_gradients", "(x - x') * mean of dS/dx on the straight path from the "
+           "baseline x', midpoint Riemann rule, summed over channels (Sundararajan et al. "
+           "2017); sums to S(x) - S(x')", "signed", "score units", "steps forward + backward"),
+    Method("guided_backprop", "dS/dx with every rectifier's backward pass gated by "
+           "(dy > 0)(z > 0); ELU treated as its positive part; summed over channels "
+           "(Springenberg et al. 2015)", "signed", "score per YUV level",
+           "one guided forward + backward"),
+    Method("gradcam", "relu(sum_k w_k A_k), w_k = mean_ij dS/dA_k, on a conv layer "
+           "(default conv3), receptive-field-aligned bilinear upsampling (Selvaraju et al. "
+           "2017)", "non-negative", "score units", "shared forward + backward"),
+    Method("gradcam_plus_plus", "Grad-CAM++ weights alpha = g^2 / (2 g^2 + sum_ab(A) g^3), "
+           "w_k = sum_ij alpha relu(g), times exp(S) (Chattopadhyay et al. 2018)",
+           "non-negative", "score units times exp(S)", "shared forward + backward"),
+    Method("visualbackprop", "channel-mean feature maps multiplied down the conv stack with "
+           "transposed convolutions of ones (Bojarski et al. 2016), per-frame max = 1",
+           "non-negative", "[0, 1]", "shared forward only"),
+    Method("occlusion", "S(x) - S(x with a patch filled), averaged over the patches that "
+           "cover each pixel (Zeiler & Fergus 2014)", "signed", "score units",
+           "one forward per patch position"),
+)}
+
+#: Methods computed from the shared forward (+ backward) pass.
+SHARED_PASS_METHODS = ("saliency", "gradient", "gradient_x_input", "gradcam",
+                       "gradcam_plus_plus", "visualbackprop")
+INPUT_GRADIENT_METHODS = ("saliency", "gradient", "gradient_x_input")
+CAM_METHODS = ("gradcam", "gradcam_plus_plus")
+
+
+def saliency(grad: tf.Tensor) -> tf.Tensor:
+    """(N, H, W, C) input gradient -> (N, H, W) max over channels of |gradient|."""
+    return tf.reduce_max(tf.abs(grad), axis=-1)
+
+
+def gradient(grad: tf.Tensor) -> tf.Tensor:
+    """(N, H, W, C) input gradient -> (N, H, W) signed sum over channels."""
+    return tf.reduce_sum(grad, axis=-1)
+
+
+def gradient_x_input(grad: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """(N, H, W, C) gradient and input -> (N, H, W) sum over channels of x * gradient."""
+    return tf.reduce_sum(grad * x, axis=-1)
+
+
+def gradcam(activations: tf.Tensor, grad: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM on the layer grid: A, dS/dA (N, h, w, K) -> relu(sum_k w_k A_k) (N, h, w)."""
+    weights = tf.reduce_mean(grad, axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+
+
+def gradcam_plus_plus(activations: tf.Tensor, grad: tf.Tensor, score: tf.Tensor) -> tf.Tensor:
+    """Grad-CAM++ on the layer grid: A, g = dS/dA (N, h, w, K), S (N,) -> (N, h, w).
+
+    Uses the closed form for the exponential score exp(S) with first-order gradients (exact
+    for piecewise-linear networks): its derivatives are exp(S) g, exp(S) g^2, exp(S) g^3, so
+    alpha = g^2 / (2 g^2 + sum_ab(A) g^3) (0 where the denominator is 0),
+    w_k = sum_ij alpha relu(exp(S) g), map = relu(sum_k w_k A_k).
+    """
+    g2, g3 = tf.square(grad), grad * tf.square(grad)
+    denominator = 2.0 * g2 + tf.reduce_sum(activations, axis=(1, 2), keepdims=True) * g3
+    safe = tf.where(denominator != 0, denominator, tf.ones_like(denominator))
+    alpha = tf.where(denominator != 0, g2 / safe, tf.zeros_like(g2))
+    exp_score = tf.exp(score)[:, None, None, None]
+    weights = tf.reduce_sum(alpha * tf.nn.relu(exp_score * grad), axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+
+
+def _interpolation_matrix(size: int, cells: int, offset: float, stride: float) -> np.ndarray:
+    """(size, cells) linear interpolation weights: pixel p reads cell position
+    (p - offset) / stride, clamped to the grid (edge cells extend to the border)."""
+    position = np.clip((np.arange(size) - offset) / stride, 0, cells - 1)
+    lower = np.floor(position).astype(int)
+    upper = np.minimum(lower + 1, cells - 1)
+    frac = position - lower
+    matrix = np.zeros((size, cells), np.float32)
+    matrix[np.arange(size), lower] += 1 - frac
+    matrix[np.arange(size), upper] += frac
+    return matrix
+
+
+def upsample_to_input(grid: tf.Tensor, geometry: ConvGeometry,
+                      input_hw: tuple[int, int]) -> tf.Tensor:
+    """A conv layer's (N, h, w) map -> (N, H, W) on the network input, bilinear.
+
+    Alignment: each cell's value sits at its receptive-field centre (``geometry.offset`` +
+    index * ``geometry.stride`` input pixels), pixels between centres interpolate linearly,
+    pixels outside the outermost centres take the edge cell's value.
+    """
+    rows = _interpolation_matrix(input_hw[0], geometry.out_hw[0], geometry.offset[0],
+                                 geometry.stride[0])
+    cols = _interpolation_matrix(input_hw[1], geometry.out_hw[1], geometry.offset[1],
+                                 geometry.stride[1])
+    return tf.einsum("Hh,nhw,Ww->nHW", tf.constant(rows), grid, tf.constant(cols))
+
+
+def visualbackprop(activations: list[tf.Tensor], geometries: list[ConvGeometry]) -> tf.Tensor:
+    """VisualBackProp from the conv layers' post-activation outputs (shallowest first).
+
+    Each layer's output is clamped at zero (ELU) and averaged over channels; from the deepest
+    layer down, the running mask is upscaled by a transposed convolution of ones with that
+    layer's kernel, stride and padding to exactly the layer's input size (output padding as
+    needed) and multiplied with the mean map of the layer below; the last upscale reaches the
+    network input. Returns (N, H, W), each frame divided by its maximum (all-zero stays 0).
+    """
+    means = [tf.reduce_mean(tf.nn.relu(a), axis=-1, keepdims=True) for a in activations]
+    mask = means[-1]
+    for level in range(len(means) - 1, -1, -1):
+        geometry = geometries[level]
+        ones = tf.ones((*geometry.kernel, 1, 1), mask.dtype)
+        shape = tf.stack([tf.shape(mask)[0], *geometry.in_hw, 1])
+        mask = tf.nn.conv2d_transpose(mask, ones, shape, strides=geometry.strides,
+                                      padding=geometry.padding.upper())
+        if level > 0:
+            mask = mask * means[level - 1]
+    mask = mask[..., 0]
+    peak = tf.reduce_max(mask, axis=(1, 2), keepdims=True)
+    return tf.math.divide_no_nan(mask, peak)
+
+
+def occlusion_patches(input_hw: tuple[int, int], patch: int, stride: int) -> np.ndarray:
+    """(P, H, W) float32 masks, 1 inside each ``patch`` x ``patch`` square; top-left corners
+    every ``stride`` pixels, plus a last row/column of squares flush with the far edges."""
+    if patch < 1 or stride < 1:
+        raise ValueError(f"occlusion patch and stride must be >= 1, not {patch}, {stride}")
+    starts = []
+    for size in input_hw:
+        size_patch = min(patch, size)
+        axis_starts = list(range(0, size - size_patch + 1, stride))
+        if axis_starts[-1] != size - size_patch:
+            axis_starts.append(size - size_patch)
+        starts.append((axis_starts, size_patch))
+    (row_starts, patch_h), (col_starts, patch_w) = starts
+    masks = np.zeros((len(row_starts) * len(col_starts), *input_hw), np.float32)
+    for index, (top, left) in enumerate((r, c) for r in row_starts for c in col_starts):
+        masks[index, top:top + patch_h, left:left + patch_w] = 1.0
+    return masks
