@@ -1,0 +1,656 @@
+"""``drive-viz replay``: run a recording through the model and the attention engine.
+
+Three stages overlap in threads joined by bounded queues (OpenCV, TensorFlow and PyAV release
+the GIL), so memory stays flat however long the drive is:
+
+1. decode: JPEG -> RGB -> network input (and the mask in the network's view), in batches;
+2. model + attention (the calling thread): prediction, raw maps, conv1 activations,
+   statistics, display heat (``RunningScale``) and the activation grid;
+3. render + encode: the annotated frame, the H.264 video, and the per-frame table rows.
+
+Outputs in RUN (each written to a ``*.partial`` name and renamed when complete, the video
+last): ``frames.parquet``, ``frames.csv``, ``summary.json``, ``report.html``, ``annotated.mp4``.
+A frame whose image is missing or corrupt is skipped, counted and listed in the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import heapq
+import json
+import math
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from drive_viz.errors import DriveVizError, FrameError
+from drive_viz.model.preprocess import (
+    INPUT_SHAPE,
+    Preprocessing,
+    input_to_rgb,
+    preprocess_frame,
+    preprocess_mask,
+)
+from drive_viz.render.colormap import DEFAULT_OPACITY, RunningScale, blend_heat
+from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline, heat_on_frame
+
+DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
+TARGETS = ("steer", "left", "maintain")
+ACTIVATION_LAYER = "conv1"
+OUTPUT_FILES = ("frames.parquet", "frames.csv", "summary.json", "report.html", "annotated.mp4")
+PARTIAL_SUFFIX = ".partial"
+GALLERY_SIZE = 6
+MAX_LISTED_SKIPS = 200
+QUEUE_BATCHES = 2
+TIMING_COLUMNS = ("decode_ms", "model_ms", "render_ms", "encode_ms")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What to replay: rows ``start`` to ``end`` (exclusive; None = last) every ``stride``-th,
+    from ``camera`` (None = the first camera)."""
+
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    layout: str | None = None
+    start: int = 0
+    end: int | None = None
+    stride: int = 1
+    camera: str | None = None
+    video: bool = True
+    target: str = "steer"
+    batch_size: int = 32
+    overwrite: bool = False
+    progress: bool = True
+
+    @property
+    def main_method(self) -> str:
+        return self.layout or self.methods[0]
+
+
+@dataclass
+class _Batch:
+    positions: list[int] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    frames_rgb: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray | None] = field(default_factory=list)
+    decode_ms: list[float] = field(default_factory=list)
+    inputs: np.ndarray | None = None
+    table: pd.DataFrame | None = None
+    heat: dict[str, np.ndarray] = field(default_factory=dict)
+    grids: np.ndarray | None = None
+
+
+class _Stop(Exception):
+    """Raised inside a stage when another stage failed."""
+
+
+class _Pipeline:
+    """Threads with bounded queues; the first error stops every stage and is re-raised."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.threads: list[threading.Thread] = []
+
+    def spawn(self, target: Callable[[], None], name: str) -> None:
+        def run() -> None:
+            try:
+                target()
+            except _Stop:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.fail(exc)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        self.stop.set()
+
+    def put(self, box: queue.Queue, item: Any) -> None:
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                box.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, box: queue.Queue) -> Any:
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            try:
+                return box.get(timeout=0.1)
+            except queue.Empty:
+                continue
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+
+
+class _Outputs:
+    """The run folder: refuses to clobber, writes to ``*.partial`` and renames at the end."""
+
+    def __init__(self, folder: Path, overwrite: bool) -> None:
+        self.folder = folder
+        if folder.exists() and not folder.is_dir():
+            raise DriveVizError(f"{folder}: exists and is not a folder")
+        if folder.exists() and any(folder.iterdir()):
+            if not overwrite:
+                raise DriveVizError(f"{folder}: already exists and is not empty "
+                                    "(pass --overwrite to replace the run)")
+            for name in OUTPUT_FILES:
+                for path in (folder / name, self.partial(name)):
+                    path.unlink(missing_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DriveVizError(f"{folder}: cannot create ({exc.strerror})") from None
+
+    def partial(self, name: str) -> Path:
+        return self.folder / f".{name}{PARTIAL_SUFFIX}"
+
+    def final(self, name: str) -> Path:
+        return self.folder / name
+
+    def commit(self, name: str) -> None:
+        os.replace(self.partial(name), self.final(name))
+
+    def discard(self) -> None:
+        for name in OUTPUT_FILES:
+            self.partial(name).unlink(missing_ok=True)
+
+
+class _Accumulator:
+    """Running sums for the summary (no per-frame arrays are kept)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sums: Counter[str] = Counter()
+        self.column_sums: dict[str, float] = {}
+        self.column_counts: dict[str, int] = {}
+
+    def add(self, table: pd.DataFrame) -> None:
+        true = table["steer_true"].to_numpy(np.float64)
+        pred = table["steer_pred"].to_numpy(np.float64)
+        self.count += len(table)
+        self.sums.update({"abs": float(np.abs(pred - true).sum()),
+                          "sq": float(((pred - true) ** 2).sum()),
+                          "x": float(true.sum()), "y": float(pred.sum()),
+                          "xx": float((true * true).sum()), "yy": float((pred * pred).sum()),
+                          "xy": float((true * pred).sum())})
+        for column in table.columns:
+            values = table[column].to_numpy(np.float64)
+            finite = np.isfinite(values)
+            self.column_sums[column] = self.column_sums.get(column, 0.0) + float(
+                values[finite].sum())
+            self.column_counts[column] = self.column_counts.get(column, 0) + int(finite.sum())
+
+    def mean(self, column: str) -> float | None:
+        count = self.column_counts.get(column, 0)
+        return self.column_sums[column] / count if count else None
+
+    def steering(self) -> dict[str, float | None]:
+        n = self.count
+        if n == 0:
+            return {"mae": None, "rmse": None, "correlation": None}
+        s = self.sums
+        cov = s["xy"] / n - (s["x"] / n) * (s["y"] / n)
+        var_true = s["xx"] / n - (s["x"] / n) ** 2
+        var_pred = s["yy"] / n - (s["y"] / n) ** 2
+        corr = cov / math.sqrt(var_true * var_pred) if var_true > 1e-12 and var_pred > 1e-12 \
+            else None
+        return {"mae": s["abs"] / n, "rmse": math.sqrt(s["sq"] / n),
+                "correlation": None if corr is None else max(-1.0, min(1.0, corr))}
+
+
+class _Gallery:
+    """The ``size`` frames with the largest key, each with small JPEG thumbnails."""
+
+    def __init__(self, size: int = GALLERY_SIZE) -> None:
+        self.size = size
+        self._heap: list[tuple[float, int, dict[str, Any]]] = []
+
+    def wants(self, key: float) -> bool:
+        return math.isfinite(key) and (len(self._heap) < self.size or key > self._heap[0][0])
+
+    def add(self, key: float, position: int, entry: dict[str, Any]) -> None:
+        item = (key, position, entry)
+        if len(self._heap) < self.size:
+            heapq.heappush(self._heap, item)
+        else:
+            heapq.heappushpop(self._heap, item)
+
+    def worst(self) -> list[dict[str, Any]]:
+        return [entry for _, _, entry in sorted(self._heap, key=lambda item: -item[0])]
+
+
+def _jpeg_data_uri(rgb: np.ndarray, quality: int = 80) -> str:
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                              [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("thumbnail JPEG encoding failed")
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.tobytes()).decode("ascii")
+
+
+def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
+           options: ReplayOptions = ReplayOptions()) -> dict[str, Any]:
+    """Replay a recording through a model (see the module docstring); returns the summary.
+
+    Everything that can be refused (recording, model, methods, camera, range, RUN folder) is
+    checked before any frame is processed.
+    """
+    from drive_viz.attention import METHODS, AttentionEngine
+    from drive_viz.attention.grids import LayerScale, tile_activations
+    from drive_viz.attention.stats import activation_summary, map_statistics
+    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.recording.reader import open_recording
+
+    rec = open_recording(recording_path)
+    camera = options.camera or rec.cameras[0]
+    rec.meta.camera(camera)
+    unknown = [m for m in options.methods if m not in METHODS]
+    if unknown or not options.methods:
+        raise DriveVizError(f"--methods: unknown method(s) {unknown}; "
+                            f"choose from {', '.join(METHODS)}")
+    if options.main_method not in options.methods:
+        raise DriveVizError(f"--layout {options.main_method!r} is not one of --methods "
+                            f"{list(options.methods)}")
+    if options.target not in TARGETS:
+        raise DriveVizError(f"--target must be one of {TARGETS}, not {options.target!r}")
+    if options.stride < 1 or options.batch_size < 1:
+        raise DriveVizError("--stride and --batch-size must be at least 1")
+    end = len(rec) if options.end is None else min(options.end, len(rec))
+    positions_rows = list(range(max(options.start, 0), end, options.stride))
+    if not positions_rows:
+        raise DriveVizError(f"{rec.path}: no frames in rows {options.start}..{end} "
+                            f"(the recording has {len(rec)} rows)")
+    model = load_steering_model(model_path)
+    prep = model_preprocessing(model_path)
+    outputs = _Outputs(Path(out), options.overwrite)
+
+    engine = AttentionEngine(model, methods=tuple(options.methods), target=options.target,
+                             activation_layers=(ACTIVATION_LAYER,))
+    fps = rec.fps / options.stride
+    steering = rec.steering()
+    frame_numbers = rec.table["frame"].to_numpy(np.int64)
+    times = rec.table["t"].to_numpy(np.float64)
+    with_masks = rec.has_masks(camera)
+    timeline = Timeline(steering[positions_rows])
+    scales = {m: RunningScale() for m in options.methods}
+    previous_maps: dict[str, np.ndarray | None] = dict.fromkeys(options.methods)
+    layer_scale: list[Any] = []
+    skipped: list[dict[str, Any]] = []
+    skip_reasons: Counter[str] = Counter()
+    mask_problems: list[str] = []
+    accumulator = _Accumulator()
+    by_error, off_road = _Gallery(), _Gallery()
+    pipeline = _Pipeline()
+    decoded: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+    analysed: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+    started = time.perf_counter()
+
+    def decode() -> None:
+        batch = _Batch()
+        for position, row in enumerate(positions_rows):
+            tick = time.perf_counter()
+            try:
+                rgb = rec.image(row, camera)
+            except FrameError as exc:
+                reason = str(exc).split(": ", 1)[-1]
+                skip_reasons[reason] += 1
+                if len(skipped) < MAX_LISTED_SKIPS:
+                    skipped.append({"row": row, "frame": int(frame_numbers[row]),
+                                    "reason": str(exc)})
+                continue
+            mask = None
+            if with_masks:
+                try:
+                    raw = rec.mask(row, camera)
+                    mask = None if raw is None else preprocess_mask(raw, prep)
+                except FrameError as exc:
+                    if len(mask_problems) < MAX_LISTED_SKIPS:
+                        mask_problems.append(str(exc))
+            batch.positions.append(position)
+            batch.rows.append(row)
+            batch.frames_rgb.append(rgb)
+            batch.masks.append(mask)
+            batch.decode_ms.append((time.perf_counter() - tick) * 1000)
+            if len(batch.rows) == options.batch_size:
+                _finish_inputs(batch, prep)
+                pipeline.put(decoded, batch)
+                batch = _Batch()
+        if batch.rows:
+            _finish_inputs(batch, prep)
+            pipeline.put(decoded, batch)
+        pipeline.put(decoded, None)
+
+    def analyse(batch: _Batch) -> _Batch:
+        tick = time.perf_counter()
+        n = len(batch.rows)
+        inputs = batch.inputs
+        if n < options.batch_size:  # pad: one traced shape for the whole run
+            pad = np.zeros((options.batch_size - n, *INPUT_SHAPE), np.float32)
+            inputs = np.concatenate([inputs, pad])
+        result = engine(inputs)
+        prediction = np.asarray(result.prediction, np.float64)[:n]
+        columns: dict[str, Any] = {
+            "frame": frame_numbers[batch.rows], "row": np.asarray(batch.rows, np.int64),
+            "t": times[batch.rows], "steer_true": steering[batch.rows], "steer_pred": prediction,
+        }
+        columns["abs_error"] = np.abs(prediction - columns["steer_true"])
+        masks = batch.masks if any(m is not None for m in batch.masks) else None
+        for method in options.methods:
+            raw = np.asarray(result.maps[method], np.float32)[:n]
+            stats = map_statistics(raw, masks, previous_maps[method])
+            previous_maps[method] = raw[-1].copy()
+            for name, values in stats.items():
+                columns[f"{method}_{name}"] = values
+            batch.heat[method] = scales[method].normalize(raw)
+        acts = np.asarray(result.activations[ACTIVATION_LAYER], np.float32)[:n]
+        for name, values in activation_summary(acts).items():
+            columns[f"{ACTIVATION_LAYER}_{name}"] = values
+        if options.video:
+            if not layer_scale:
+                layer_scale.append(LayerScale.fit(acts))
+            batch.grids = tile_activations(acts, layer_scale[0])
+        model_ms = (time.perf_counter() - tick) * 1000 / n
+        columns["decode_ms"] = np.asarray(batch.decode_ms)
+        columns["model_ms"] = np.full(n, model_ms)
+        batch.table = pd.DataFrame(columns)
+        _collect_gallery(batch, options, prep, by_error, off_road)
+        return batch
+
+    def render_and_write() -> None:
+        renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
+                                   timeline=timeline, title=f"{rec.path.name} / {camera}")
+        writer = _VideoSink(outputs.partial("annotated.mp4"), fps) if options.video else None
+        table_sink = _TableSink(outputs.partial("frames.parquet"), outputs.partial("frames.csv"))
+        progress = _progress_bar(len(positions_rows), options.progress)
+        try:
+            while (batch := pipeline.get(analysed)) is not None:
+                table = batch.table
+                render_ms, encode_ms = np.zeros(len(table)), np.zeros(len(table))
+                for k in range(len(table)):
+                    if writer is not None:
+                        tick = time.perf_counter()
+                        picture = renderer.draw(
+                            batch.frames_rgb[k], batch.inputs[k],
+                            {m: batch.heat[m][k] for m in options.methods}, batch.grids[k],
+                            float(table["steer_true"].iat[k]), float(table["steer_pred"].iat[k]),
+                            int(table["frame"].iat[k]), float(table["t"].iat[k]),
+                            position=batch.positions[k])
+                        tock = time.perf_counter()
+                        writer.write(picture)
+                        render_ms[k] = (tock - tick) * 1000
+                        encode_ms[k] = (time.perf_counter() - tock) * 1000
+                    progress.update(1)
+                table["render_ms"] = render_ms
+                table["encode_ms"] = encode_ms
+                table_sink.append(table)
+                accumulator.add(table)
+        finally:
+            progress.close()
+            if writer is not None:
+                writer.close()
+            table_sink.close()
+
+    success = False
+    try:
+        pipeline.spawn(decode, "replay-decode")
+        pipeline.spawn(render_and_write, "replay-render")
+        try:
+            while (batch := pipeline.get(decoded)) is not None:
+                pipeline.put(analysed, analyse(batch))
+            pipeline.put(analysed, None)
+        except _Stop:
+            pass
+        except BaseException as exc:
+            pipeline.fail(exc)
+        pipeline.join()
+        if pipeline.error is not None:
+            raise pipeline.error
+        elapsed = time.perf_counter() - started
+        if accumulator.count == 0:
+            raise DriveVizError(f"{rec.path}: every selected frame was unreadable "
+                                f"({sum(skip_reasons.values())} skipped); nothing to replay")
+        summary = _summary(rec, camera, model_path, options, end, positions_rows, accumulator,
+                           skipped, skip_reasons, mask_problems, by_error, off_road, elapsed,
+                           fps, with_masks)
+        from drive_viz.report.html import write_report
+
+        galleries = {"by_error": by_error.worst(), "off_road": off_road.worst()}
+        outputs.partial("summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False),
+                                                   encoding="utf-8")
+        write_report(outputs.partial("report.html"), summary,
+                     pd.read_parquet(outputs.partial("frames.parquet")), galleries)
+        for name in OUTPUT_FILES:
+            if name != "annotated.mp4":
+                outputs.commit(name)
+        if options.video:
+            outputs.commit("annotated.mp4")
+        success = True
+        return summary
+    except BaseException:
+        pipeline.stop.set()
+        pipeline.join()
+        raise
+    finally:
+        if not success:
+            outputs.discard()
+
+
+def _finish_inputs(batch: _Batch, prep: Preprocessing) -> None:
+    batch.inputs = np.stack([preprocess_frame(rgb, prep) for rgb in batch.frames_rgb])
+
+
+def _collect_gallery(batch: _Batch, options: ReplayOptions, prep: Preprocessing,
+                     by_error: _Gallery, off_road: _Gallery) -> None:
+    """Offer each frame to the two worst-frame galleries; make thumbnails for those taken."""
+    table = batch.table
+    main = options.main_method
+    road = table.get(f"{main}_road_share")
+    for k in range(len(table)):
+        keys = [(by_error, float(table["abs_error"].iat[k]))]
+        if road is not None:
+            keys.append((off_road, 1.0 - float(road.iat[k])))
+        for gallery, key in keys:
+            if gallery.wants(key):
+                gallery.add(key, batch.positions[k], _gallery_entry(batch, k, options, prep))
+
+
+def _gallery_entry(batch: _Batch, k: int, options: ReplayOptions,
+                   prep: Preprocessing) -> dict[str, Any]:
+    table = batch.table
+    frame_rgb = batch.frames_rgb[k]
+    height, width = frame_rgb.shape[:2]
+    size = (320, max(2, round(320 * height / width)))
+    main = options.main_method
+    camera_view, _ = heat_on_frame(frame_rgb, batch.heat[main][k], prep, size)
+    view = input_to_rgb(batch.inputs[k])
+    road = table.get(f"{main}_road_share")
+    return {
+        "frame": int(table["frame"].iat[k]), "row": int(table["row"].iat[k]),
+        "position": batch.positions[k],
+        "t": float(table["t"].iat[k]), "steer_true": float(table["steer_true"].iat[k]),
+        "steer_pred": float(table["steer_pred"].iat[k]),
+        "abs_error": float(table["abs_error"].iat[k]),
+        "off_road_share": None if road is None or not np.isfinite(road.iat[k])
+        else 1.0 - float(road.iat[k]),
+        "camera": _jpeg_data_uri(camera_view),
+        "maps": {m: _jpeg_data_uri(blend_heat(view, batch.heat[m][k], DEFAULT_OPACITY))
+                 for m in options.methods},
+    }
+
+
+class _VideoSink:
+    """The H.264 writer at the renderer's frame size."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        from drive_viz.render.video import H264Writer
+
+        self._writer = H264Writer(path, fps, FRAME_SIZE)
+        self._closed = False
+
+    def write(self, picture: np.ndarray) -> None:
+        self._writer.write(picture)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
+
+class _TableSink:
+    """Appends each batch's rows to the parquet file and the CSV file as they come."""
+
+    def __init__(self, parquet_path: Path, csv_path: Path) -> None:
+        self.parquet_path = parquet_path
+        self._csv = open(csv_path, "w", encoding="utf-8", newline="")
+        self._parquet: Any = None
+        self._schema: Any = None
+
+    def append(self, table: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._parquet is None:
+            self._schema = pa.Schema.from_pandas(table, preserve_index=False)
+            self._parquet = pq.ParquetWriter(self.parquet_path, self._schema)
+        self._parquet.write_table(pa.Table.from_pandas(table, schema=self._schema,
+                                                       preserve_index=False))
+        table.to_csv(self._csv, header=self._csv.tell() == 0, index=False,
+                     float_format="%.6g", lineterminator="\n")
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+            self._parquet = None
+        if not self._csv.closed:
+            self._csv.close()
+
+
+class _NoProgress:
+    def update(self, count: int) -> None:
+        """Nothing to show."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def _progress_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="replay", smoothing=0.1)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _summary(rec: Any, camera: str, model_path: str | Path, options: ReplayOptions, end: int,
+             positions_rows: list[int], accumulator: _Accumulator,
+             skipped: list[dict[str, Any]], skip_reasons: Counter[str],
+             mask_problems: list[str], by_error: _Gallery, off_road: _Gallery,
+             elapsed: float, fps: float, with_masks: bool) -> dict[str, Any]:
+    from drive_viz.attention.stats import MAP_STATISTICS
+
+    def brief(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        keys = ("frame", "row", "t", "steer_true", "steer_pred", "abs_error", "off_road_share")
+        return [{k: entry[k] for k in keys} for entry in entries]
+
+    statistics = {method: {stat: _finite_or_none(accumulator.mean(f"{method}_{stat}"))
+                           for stat in MAP_STATISTICS} for method in options.methods}
+    activations = {column: _finite_or_none(accumulator.mean(column))
+                   for column in accumulator.column_sums if column.startswith(ACTIVATION_LAYER)}
+    replayed = accumulator.count
+    parameters = asdict(options)
+    parameters.update(methods=list(options.methods), layout=options.main_method, end=end,
+                      camera=camera)
+    parameters.pop("progress")
+    return {
+        "recording": str(rec.path), "source": rec.source, "model": str(model_path),
+        "parameters": parameters,
+        "frames": {"selected": len(positions_rows), "replayed": replayed,
+                   "skipped": sum(skip_reasons.values())},
+        "steering": accumulator.steering(),
+        "statistics": statistics,
+        "activations": activations,
+        "worst_by_error": brief(by_error.worst()),
+        "worst_off_road": brief(off_road.worst()) if with_masks else None,
+        "skipped": {"count": sum(skip_reasons.values()), "by_reason": dict(skip_reasons),
+                    "frames": skipped, "mask_problems": mask_problems},
+        "timing": {"seconds": elapsed, "frames_per_second": replayed / elapsed if elapsed else None,
+                   **{column: _finite_or_none(accumulator.mean(column))
+                      for column in TIMING_COLUMNS}},
+        "video": {"file": "annotated.mp4", "fps": fps, "width": FRAME_SIZE[0],
+                  "height": FRAME_SIZE[1], "codec": "h264", "pix_fmt": "yuv420p",
+                  "frames": replayed} if options.video else None,
+    }
+
+
+def _parse_methods(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``drive-viz replay`` command."""
+    options = ReplayOptions(
+        methods=_parse_methods(args.methods), layout=args.layout, start=args.start,
+        end=args.end, stride=args.stride, camera=args.camera, video=not args.no_video,
+        target=args.target, batch_size=args.batch_size, overwrite=args.overwrite,
+        progress=not args.quiet)
+    summary = replay(args.recording, args.model, args.out, options)
+    _print_result(Path(args.out), summary)
+    return 0
+
+
+def _print_result(out: Path, summary: dict[str, Any]) -> None:
+    steering = summary["steering"]
+    frames = summary["frames"]
+    mae = steering["mae"]
+    error = f", MAE {mae:.4f}" if mae is not None else ""
+    print(f"replayed {frames['replayed']} frames ({frames['skipped']} skipped){error}")
+    if summary["video"]:
+        print(f"video:  {out / 'annotated.mp4'}")
+    print(f"report: {out / 'report.html'}")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """The ``drive-viz demo`` command: synthesize a drive if needed, replay it, say where."""
+    from drive_viz.errors import ModelError
+
+    recording = Path(args.recording)
+    model = Path(args.model)
+    if not (recording / "meta.json").is_file():
+        from drive_viz.sim.synth import write_synthetic_recording
+
+        print(f"generating a synthetic drive of {args.frames} frames into {recording} ...")
+        write_synthetic_recording(recording, frames=args.frames, seed=args.seed)
+    if not model.is_file():
+        raise ModelError(f"{model}: the shipped model is missing; train one with "
+                         f"'drive-viz train' or pass --model PATH")
+    options = ReplayOptions(overwrite=True, progress=not args.quiet)
+    summary = replay(recording, model, args.out, options)
+    _print_result(Path(args.out), summary)
+    return 0
+
