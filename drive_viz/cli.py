@@ -165,6 +165,53 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.attention.features:run"))
 
 
+def _add_replay(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "replay", help="replay a recording through a model with attention maps",
+        description="Run a recording frame by frame through a steering model and the attention "
+                    "engine; write RUN/annotated.mp4, frames.parquet, frames.csv, summary.json "
+                    "and report.html.")
+    parser.add_argument("recording", help="recording folder")
+    parser.add_argument("--model", required=True, help="steering model (.keras)")
+    parser.add_argument("--out", required=True, help="run folder to write")
+    parser.add_argument("--methods", default="saliency,gradcam,visualbackprop",
+                        help="comma-separated attention methods (default: %(default)s)")
+    parser.add_argument("--layout", default=None,
+                        help="method shown over the camera frame (default: the first method)")
+    parser.add_argument("--start", type=int, default=0, help="first table row (default 0)")
+    parser.add_argument("--end", type=int, default=None,
+                        help="stop before this table row (default: the end)")
+    parser.add_argument("--stride", type=int, default=1, help="replay every N-th row (default 1)")
+    parser.add_argument("--camera", default=None, help="camera name (default: the first)")
+    parser.add_argument("--no-video", action="store_true",
+                        help="skip rendering and the video; write the tables and report only")
+    parser.add_argument("--target", default="steer", choices=("steer", "left", "maintain"),
+                        help="what the maps explain (default: steer)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="frames per model call (default 32)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an existing run folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_lazy("drive_viz.replay:run"))
+
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "demo", help="synthesize a drive and replay it with the shipped model",
+        description="Generate a synthetic drive into --recording if it is absent, replay it "
+                    "with the shipped model, and print where the video and report are.")
+    parser.add_argument("--out", default="runs/demo", help="run folder (default: %(default)s)")
+    parser.add_argument("--frames", type=int, default=300,
+                        help="frames to synthesize when the drive is absent (default 300)")
+    parser.add_argument("--recording", default="recordings/demo",
+                        help="synthetic drive folder (default: %(default)s)")
+    parser.add_argument("--model", default="models/dave2_synth.keras",
+                        help="model to replay with (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic world seed (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=_lazy("drive_viz.replay:run_demo"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -172,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "train DAVE-2, replay with saliency maps, live overlay.")
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for add in (_add_info, _add_record, _add_train, _add_import,
+    for add in (_add_info, _add_replay, _add_demo, _add_record, _add_train, _add_import,
                 _add_features):
         add(commands)
     return parser
