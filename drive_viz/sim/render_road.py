@@ -91,41 +91,39 @@ def build_ground_texture(config: SyntheticWorldConfig, rng: np.random.Generator
         return _periodic_noise(rng, rows, cols, cell)
 
     fine, grain, medium, large = noise(1), noise(2), noise(16), noise(128)
-    track_lines = sum(np.exp(-((np.abs(r) - c) / 0.3) ** 2)
-                      for c in (config.lane_centre - 0.8, config.lane_centre + 0.8))
-    asphalt = 74 + 6 * fine + 4 * grain + 6 * medium + 5 * large - 7 * track_lines[None, :]
-    patches = (noise(64) > 1.3).astype(np.float32)
-    asphalt -= 9 * cv2.GaussianBlur(patches, (0, 0), 2)
-    road_rgb = np.stack([asphalt, asphalt, asphalt * 1.04], axis=-1)
-
-    paint = (226 + 6 * fine - 10 * np.clip(noise(8), 0, None))[..., None]
-    marking_rgb = np.concatenate([paint, paint, paint * 0.98], axis=-1)
-
-    gravel = 1 + 0.14 * fine + 0.08 * medium
-    gravel_rgb = gravel[..., None] * np.array([128, 116, 98], np.float32)
-
     blade = 1 + 0.22 * fine + 0.15 * grain + 0.12 * medium
-    grass_rgb = blade[..., None] * np.array([62, 108, 42], np.float32)
-    dirt_rgb = (1 + 0.15 * fine + 0.1 * medium)[..., None] * np.array([122, 96, 66], np.float32)
-    dirt_share = np.clip((noise(64) + 0.6 * large - 0.8) * 1.5, 0, 1)[..., None]
-    ground_rgb = grass_rgb * (1 - dirt_share) + dirt_rgb * dirt_share
+    dirt_share = np.clip((noise(64) + 0.6 * large - 0.8) * 1.5, 0, 1)
+    grass, dirt = np.array([62, 108, 42], np.float32), np.array([122, 96, 66], np.float32)
+    rgb = (blade * (1 - dirt_share))[..., None] * grass + (blade * dirt_share)[..., None] * dirt
 
+    # The road and its shoulder occupy only the middle columns: build them there.
     road_edge = config.road_half_width
+    outer = road_edge + config.shoulder_width
+    middle = slice(int((TEXTURE_HALF_WIDTH - outer) / TEXEL) - 1,
+                   int((TEXTURE_HALF_WIDTH + outer) / TEXEL) + 2)
+    ar = np.abs(r[middle])[None, :]
+    fine_m, grain_m, medium_m, large_m = (a[:, middle] for a in (fine, grain, medium, large))
+    wheel_tracks = sum(np.exp(-((ar - c) / 0.3) ** 2)
+                       for c in (config.lane_centre - 0.8, config.lane_centre + 0.8))
+    patches = cv2.GaussianBlur((noise(64)[:, middle] > 1.3).astype(np.float32), (0, 0), 2)
+    asphalt = (74 + 6 * fine_m + 4 * grain_m + 6 * medium_m + 5 * large_m
+               - 7 * wheel_tracks - 9 * patches)
+    paint = 226 + 6 * fine_m - 10 * np.clip(medium_m, 0, None)
+    gravel = (1 + 0.14 * fine_m + 0.08 * medium_m)[..., None] * np.array([128, 116, 98],
+                                                                          np.float32)
     line_in, line_out = config.lane_width, config.lane_width + config.edge_line_width
     dash_on = (s % config.dash_period < config.dash_length)[:, None]
-    centre = (ar < config.centre_line_width / 2) & dash_on
-    edge_line = (ar >= line_in) & (ar < line_out)
-    marking = centre | edge_line
+    marking = ((ar < config.centre_line_width / 2) & dash_on) | ((ar >= line_in) & (ar < line_out))
     road = ar < road_edge
-    shoulder = (ar >= road_edge) & (ar < road_edge + config.shoulder_width)
-
-    rgb = np.where(marking[..., None], marking_rgb,
-                   np.where(road[..., None], road_rgb,
-                            np.where(shoulder[..., None], gravel_rgb, ground_rgb)))
-    cover = np.where(marking, _COVER_MARKING, np.where(road, _COVER_ROAD, 0))
+    grey = np.where(marking, paint, asphalt)
+    road_rgb = np.stack([grey, grey, grey * np.where(marking, 0.98, 1.04)], axis=-1)
+    rgb_m = rgb[:, middle]
+    rgb_m[:] = np.where(road[..., None], road_rgb,
+                        np.where((ar < outer)[..., None], gravel, rgb_m))
     level = np.empty((rows, cols, 4), np.uint8)
     level[..., :3] = np.clip(rgb, 0, 255)
-    level[..., 3] = np.broadcast_to(cover, (rows, cols))
+    level[..., 3] = 0
+    level[:, middle, 3] = np.where(marking, _COVER_MARKING, np.where(road, _COVER_ROAD, 0))
     levels = [level]
     for _ in range(1, MIP_LEVELS):
         prev = levels[-1]
