@@ -261,9 +261,14 @@ def _tf_error_to_frame_error(exc: Exception) -> FrameError:
     return FrameError(f"reading frames failed ({text.splitlines()[0] if text else exc})")
 
 
-def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None
-          ) -> dict[str, Any]:
-    """Train DAVE-2 as ``config`` says, write model + card + curves; return the card."""
+def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
+          deterministic: bool = True) -> dict[str, Any]:
+    """Train DAVE-2 as ``config`` says, write model + card + curves; return the card.
+
+    ``deterministic`` turns on TensorFlow's op determinism, for the rest of the process (TF
+    has no public way to turn it off again); the seed fixes initialization, data order and
+    augmentation either way. ``ram_budget`` (bytes) overrides the frame store's RAM limit.
+    """
     import keras
     import tensorflow as tf
 
@@ -272,9 +277,9 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None
     geometry = _geometry(recordings, config.recovery)
     data = collect_samples(recordings, config, geometry, ram_budget)
     augmentation = Augmentation() if config.augment else None
-    determinism_was_on = tf.config.experimental.is_op_determinism_enabled()
     keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
     try:
         model = build_dave2(config.activation, config.head, seed=config.seed)
         model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="mse",
@@ -291,15 +296,13 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None
                 train_stream, epochs=config.epochs, steps_per_epoch=steps,
                 validation_data=(validation_dataset(data.store, data.val, config.batch_size)
                                  if validating else None),
-                callbacks=[stopper], verbose=verbose).history
+                callbacks=[stopper], shuffle=False, verbose=verbose).history
             heldout = [evaluate_heldout(model, Path(p), config, data.train_mean_steer)
                        for p in config.heldout]
         except tf.errors.OpError as exc:
             raise _tf_error_to_frame_error(exc) from None
     finally:
         data.store.close()
-        if not determinism_was_on:
-            tf.config.experimental.disable_op_determinism()
     history = {k: [float(v) for v in values] for k, values in history.items()}
     best = int(np.argmin(history[monitor]))
     card = {
@@ -336,7 +339,10 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None
         "versions": _versions(),
         "command": config.command(),
     }
-    write_outputs(model, card, draw_curves(history, best), config.out)
+    # Save an uncompiled copy: the optimizer state would triple the file for no use in replay.
+    trained = build_dave2(config.activation, config.head)
+    trained.set_weights(model.get_weights())
+    write_outputs(trained, card, draw_curves(history, best), config.out)
     return card
 
 
