@@ -212,6 +212,33 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.replay:run_demo"))
 
 
+def _add_synth(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "synth", help="record a drive in the built-in synthetic road world",
+        description="Drive the expert (pure pursuit on the right lane, with small weaving and "
+                    "recoveries) along a procedural two-lane road and write a recording: "
+                    "camera frames, road/lane-marking/distractor masks and the expert's steer "
+                    "(+ right). The same seed gives the same drive. Ctrl-C keeps the frames "
+                    "written so far.")
+    parser.add_argument("out", help="recording folder to create")
+    parser.add_argument("--frames", type=int, required=True, help="number of frames to record")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="world seed: road, scenery, light and weaving (default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=20.0,
+                        help="frames per second of simulated time (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=320,
+                        help="camera image width in pixels (default: %(default)s)")
+    parser.add_argument("--height", type=int, default=160,
+                        help="camera image height in pixels (default: %(default)s)")
+    parser.add_argument("--side-cameras", action="store_true",
+                        help="also record left/right cameras 0.8 m to either side")
+    parser.add_argument("--no-masks", action="store_true",
+                        help="do not write the ground-truth class masks")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT if it is already a recording")
+    parser.set_defaults(run=_lazy("drive_viz.sim.synth:run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -220,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for add in (_add_info, _add_replay, _add_demo, _add_record, _add_train, _add_import,
-                _add_features):
+                _add_features, _add_synth):
         add(commands)
     return parser
 
