@@ -1,0 +1,143 @@
+"""The renderer, display normalization and the H.264 writer (no TensorFlow needed)."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from drive_viz.model.preprocess import Preprocessing, preprocess_frame
+from drive_viz.render.colormap import HEAT_LUT, RunningScale, blend_heat
+from drive_viz.render.overlay import (
+    PREDICTED_COLOR,
+    RECORDED_COLOR,
+    OverlayRenderer,
+    Timeline,
+)
+from drive_viz.render.video import H264Writer, mp4_top_level_boxes
+
+METHODS = ("saliency", "gradcam", "visualbackprop")
+
+
+def _camera_frame() -> np.ndarray:
+    """A smooth 320x160 RGB frame (grey ramp)."""
+    ramp = np.linspace(60, 180, 320, dtype=np.float32)
+    return np.repeat(np.repeat(ramp[None, :, None], 160, 0), 3, 2).astype(np.uint8)
+
+
+def _draw(renderer: OverlayRenderer, heat: np.ndarray, steer_true: float = 0.0,
+          steer_pred: float = 0.0, position: int | None = None) -> np.ndarray:
+    frame = _camera_frame()
+    return renderer.draw(frame, preprocess_frame(frame), dict.fromkeys(METHODS, heat), None,
+                         steer_true, steer_pred, frame=7, t=0.35, position=position)
+
+
+def test_heat_lands_where_the_map_is_hot() -> None:
+    renderer = OverlayRenderer("saliency", METHODS, prep=Preprocessing(0.4, 0.1))
+    cold = np.zeros((66, 200), np.float32)
+    hot = cold.copy()
+    hot[28:38, 145:160] = 1.0
+    base, lit = _draw(renderer, cold), _draw(renderer, hot)
+    assert base.shape == (720, 1280, 3) and base.dtype == np.uint8
+    # Independent geometry: the 320x160 frame fills the 840-wide main panel at x=8, scale
+    # 840/320 = 2.625 (420 px high, centred in the 472-px panel: top at 8 + 26 = 34). The
+    # crop keeps rows 64..144 of the frame -> display rows 168..378; the map's 66x200 spans it.
+    scale = 840 / 320
+
+    def main_pixel(row: float, col: float) -> tuple[int, int]:
+        y = 34 + 64 * scale + (row + 0.5) / 66 * (80 * scale)
+        x = 8 + (col + 0.5) / 200 * 840
+        return int(y), int(x)
+    y, x = main_pixel(33, 152)
+    assert np.abs(lit[y, x].astype(int) - base[y, x]).sum() > 100
+    # The hot colour is the colormap's top end, blended at 60 %: it moved towards LUT[255].
+    top = HEAT_LUT[255, 0].astype(int)
+    assert np.abs(lit[y, x] - top).sum() < np.abs(base[y, x].astype(int) - top).sum()
+    for row, col in ((5, 20), (60, 100), (33, 60)):
+        y, x = main_pixel(row, col)
+        assert (lit[y, x] == base[y, x]).all()
+    # Above the crop box (sky, never seen by the network) nothing changes at all.
+    assert (lit[34:34 + int(64 * scale) - 2, 8:848] == base[34:34 + int(64 * scale) - 2,
+                                                             8:848]).all()
+    # Input view panel: 200x66 shown at 2x in the 400x132 box at (864, 28).
+    hot_y, hot_x, cold_y, cold_x = 28 + 2 * 33, 864 + 2 * 152, 28 + 2 * 10, 864 + 2 * 20
+    assert np.abs(lit[hot_y, hot_x].astype(int) - base[hot_y, hot_x]).sum() > 100
+    assert (lit[cold_y, cold_x] == base[cold_y, cold_x]).all()
+
+
+def test_gauge_needle_follows_steering_sign() -> None:
+    renderer = OverlayRenderer("saliency", METHODS)
+    cold = np.zeros((66, 200), np.float32)
+    cx, cy = renderer.gauge_center
+    right = _draw(renderer, cold, steer_true=1.0, steer_pred=float("nan"))
+    left = _draw(renderer, cold, steer_true=-1.0, steer_pred=float("nan"))
+    probe = 60
+    # steer +1 = full right: the recorded needle lies along the horizontal to the right.
+    assert np.abs(right[cy, cx + probe].astype(int) - RECORDED_COLOR).sum() < 30
+    assert np.abs(right[cy, cx - probe].astype(int) - RECORDED_COLOR).sum() > 100
+    assert np.abs(left[cy, cx - probe].astype(int) - RECORDED_COLOR).sum() < 30
+    # steer 0 points straight up.
+    up = _draw(renderer, cold, steer_true=float("nan"), steer_pred=0.0)
+    assert np.abs(up[cy - probe, cx].astype(int) - PREDICTED_COLOR).sum() < 30
+
+
+def test_timeline_draws_predicted_curve_and_cursor() -> None:
+    recorded = np.zeros(11)
+    timeline = Timeline(recorded)
+    renderer = OverlayRenderer("saliency", METHODS, timeline=timeline)
+    cold = np.zeros((66, 200), np.float32)
+    for position in range(6):
+        picture = _draw(renderer, cold, steer_true=0.0, steer_pred=0.5, position=position)
+    assert np.allclose(timeline.predicted[:6], 0.5) and np.isnan(timeline.predicted[6:]).all()
+    # Positive steering plots above the centre line, at a quarter of the strip height.
+    strip = renderer.strip
+    x, y = renderer.strip_xy(2, 0.5)
+    assert y < strip.y + strip.h / 2
+    assert np.abs(picture[y, x].astype(int) - PREDICTED_COLOR).sum() < 150
+    later_x, later_y = renderer.strip_xy(8, 0.5)
+    assert np.abs(picture[later_y, later_x].astype(int) - PREDICTED_COLOR).sum() > 150
+    # Cursor: a white vertical line at position 5.
+    cursor_x, _ = renderer.strip_xy(5, 0.0)
+    assert (picture[strip.y + 3, cursor_x] == 255).all()
+
+
+def test_running_scale_is_not_per_frame_min_max() -> None:
+    scale = RunningScale(window=8, percentile=99)
+    strong = np.ones((1, 66, 200), np.float32)
+    weak = 0.5 * strong
+    assert scale.normalize(strong).max() == pytest.approx(1.0)
+    # Window [1.0, 0.5] -> median scale 0.75: the weak frame shows at 0.5 / 0.75, not 1.
+    assert scale.normalize(weak).max() == pytest.approx(0.5 / 0.75)
+    assert scale.normalize(np.zeros((1, 66, 200), np.float32)).max() == 0.0
+
+
+def test_blend_leaves_cold_pixels_untouched() -> None:
+    picture = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    heat = np.zeros((20, 30), np.float32)
+    heat[5, 7] = 1.0
+    out = blend_heat(picture, heat, opacity=0.6)
+    changed = np.argwhere((out != picture).any(axis=2))
+    assert changed.tolist() == [[5, 7]]
+    expected = 0.4 * picture[5, 7] + 0.6 * HEAT_LUT[255, 0]
+    assert np.abs(out[5, 7] - expected).max() <= 1
+
+
+def test_h264_writer_is_browser_ready(tmp_path) -> None:
+    path = tmp_path / "clip.mp4"
+    with H264Writer(path, fps=12.5, size=(320, 240)) as writer:
+        for k in range(9):
+            frame = np.zeros((240, 320, 3), np.uint8)
+            frame[:] = (200, 50, 50)
+            frame[:, k * 30:k * 30 + 20] = 255
+            writer.write(frame)
+    boxes = mp4_top_level_boxes(path)
+    assert boxes.index("moov") < boxes.index("mdat")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert float(stream.average_rate) == pytest.approx(12.5)
+        decoded = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    assert len(decoded) == 9
+    # Colour survives the round trip (BT.601 limited range both ways).
+    assert np.abs(decoded[0][120, 300].astype(int) - (200, 50, 50)).max() <= 8
