@@ -12,6 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "AttentionEngine": "engine", "AttentionResult": "engine", "attribute": "engine",
+    "engine_for": "engine",
     "DEFAULT_METHODS": "engine", "NAMED_FILLS": "engine", "default_gradcam_layer": "engine",
     "METHODS": "methods", "Method": "methods",
     "OUTPUT_TARGETS": "targets", "UnitTarget": "targets",

@@ -257,17 +257,11 @@ _ENGINE_CACHE: OrderedDict[tuple, tuple[Any, AttentionEngine]] = OrderedDict()
 _ENGINE_CACHE_SIZE = 8
 
 
-def attribute(model: Any, inputs: np.ndarray, method: str, target: Target = "steer", *,
-              layer: str | None = None, steps: int = 32,
-              baseline: str | float | np.ndarray = "black", samples: int = 16,
-              sigma: float = 0.15, seed: int = 0, patch: int = 10, stride: int = 5,
-              fill: str | float | Sequence[float] = "gray") -> np.ndarray:
-    """One method's raw map (N, 66, 200) float32 for ``inputs`` (N, 66, 200, 3) YUV.
-
-    ``layer``: Grad-CAM layer; ``steps``/``baseline``: integrated gradients; ``samples``/
-    ``sigma``/``seed``: SmoothGrad; ``patch``/``stride``/``fill``: occlusion. Engines are
-    cached per (model, method, target, options), so repeated calls do not retrace.
-    """
+def engine_for(model: Any, method: str, target: Target = "steer", *,
+               layer: str | None = None, steps: int = 32, samples: int = 16,
+               sigma: float = 0.15, seed: int = 0, patch: int = 10, stride: int = 5,
+               fill: str | float | Sequence[float] = "gray") -> AttentionEngine:
+    """The cached one-method engine ``attribute`` uses (the 8 most recent are kept)."""
     key = (id(model), method, target, layer, steps, samples, sigma, seed, patch, stride,
            fill if isinstance(fill, str | int | float) else tuple(fill))
     cached = _ENGINE_CACHE.get(key)
@@ -281,4 +275,21 @@ def attribute(model: Any, inputs: np.ndarray, method: str, target: Target = "ste
     _ENGINE_CACHE.move_to_end(key)
     while len(_ENGINE_CACHE) > _ENGINE_CACHE_SIZE:
         _ENGINE_CACHE.popitem(last=False)
-    return cached[1](inputs, baseline=baseline).maps[method]
+    return cached[1]
+
+
+def attribute(model: Any, inputs: np.ndarray, method: str, target: Target = "steer", *,
+              layer: str | None = None, steps: int = 32,
+              baseline: str | float | np.ndarray = "black", samples: int = 16,
+              sigma: float = 0.15, seed: int = 0, patch: int = 10, stride: int = 5,
+              fill: str | float | Sequence[float] = "gray") -> np.ndarray:
+    """One method's raw map (N, 66, 200) float32 for ``inputs`` (N, 66, 200, 3) YUV.
+
+    ``layer``: Grad-CAM layer; ``steps``/``baseline``: integrated gradients; ``samples``/
+    ``sigma``/``seed``: SmoothGrad; ``patch``/``stride``/``fill``: occlusion. Engines are
+    cached per (model, method, target, options) by ``engine_for``, so repeated calls do not
+    retrace.
+    """
+    engine = engine_for(model, method, target, layer=layer, steps=steps, samples=samples,
+                        sigma=sigma, seed=seed, patch=patch, stride=stride, fill=fill)
+    return engine(inputs, baseline=baseline).maps[method]
