@@ -217,3 +217,11 @@ def test_info_fails_on_a_folder_that_is_not_a_recording(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("drive-viz: error: ") and "meta.json" in err
     assert main(["info", str(tmp_path / "nowhere"), "--json"]) != 0
+
+
+def test_frame_number_too_large_for_int64_is_refused(tmp_path):
+    write_small(tmp_path / "rec", frames=1)
+    table = _edit_table(tmp_path / "rec",
+                        lambda lines: [lines[0], "99999999999999999999999" + lines[1][1:]])
+    with pytest.raises(RecordingError, match=f"{table}: column 'frame' must hold whole numbers"):
+        open_recording(tmp_path / "rec")

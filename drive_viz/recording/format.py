@@ -38,6 +38,14 @@ MAX_META_BYTES = 1 << 20
 _CAMERA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
+def _finite(value: float) -> bool:
+    """``math.isfinite``, but False for an int too large for a float (JSON allows those)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
 def image_column(camera: str) -> str:
     """Table column holding ``camera``'s image path (relative to the recording folder)."""
     return f"image_{camera}"
@@ -80,7 +88,7 @@ class CameraSpec:
             value = getattr(self, key)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise RecordingError(f"camera {self.name}: {key} must be a number")
-            if not math.isfinite(value):
+            if not _finite(value):
                 raise RecordingError(f"camera {self.name}: {key} must be finite")
         if not 1.0 <= self.fov <= 179.0:
             raise RecordingError(f"camera {self.name}: fov {self.fov} is outside 1..179 degrees")
@@ -103,7 +111,7 @@ class RecordingMeta:
             raise RecordingError("source must be a string of at most 200 characters")
         if not isinstance(self.fps, (int, float)) or isinstance(self.fps, bool):
             raise RecordingError("fps must be a number")
-        if not (math.isfinite(self.fps) and 0 < self.fps <= 1000):
+        if not (_finite(self.fps) and 0 < self.fps <= 1000):
             raise RecordingError(f"fps {self.fps} is outside (0, 1000]")
         if not self.cameras:
             raise RecordingError("a recording needs at least one camera")

@@ -120,7 +120,8 @@ class Recording:
     def _inside(self, relative: str, index: int) -> Path:
         """Resolve a path from the table; refuse one that leaves the recording folder."""
         parts = Path(relative).parts
-        if Path(relative).is_absolute() or ".." in parts or "\\" in relative or not parts:
+        if (Path(relative).is_absolute() or ".." in parts or "\\" in relative or not parts
+                or "\0" in relative):
             raise FrameError(
                 f"{self.path / TABLE_FILE}: row {index} path {relative!r} leaves the recording"
             )
@@ -174,7 +175,7 @@ def _read_table(path: Path, meta: RecordingMeta) -> pd.DataFrame:
             )
         table[column] = numeric.astype(np.float64)
     if table["frame"].isna().any() or not all(
-        math.isfinite(v) and v == int(v) for v in table["frame"]
+        math.isfinite(v) and v == int(v) and abs(v) <= 2**53 for v in table["frame"]
     ):
         raise RecordingError(f"{path}: column 'frame' must hold whole numbers in every row")
     table["frame"] = table["frame"].astype(np.int64)

@@ -108,7 +108,8 @@ class RecordingWriter:
                     row[mask_column(camera)] = relative
             self._write_line([row[c] for c in self.columns])
         except OSError as exc:
-            raise DriveVizError(f"{self.path}: cannot write frame {frame} ({exc.strerror})") from None
+            raise DriveVizError(
+                f"{self.path}: cannot write frame {frame} ({exc.strerror})") from None
         self.frames_written += 1
         return frame
 
