@@ -189,13 +189,12 @@ class WeatherParameters:
     """Presets are class attributes, as in the real module."""
 
     _real = "WeatherParameters"
-
-    def __init__(self, _name: str = "Custom") -> None:
-        self._name = _name
+    _name = "Custom"
 
 
 for _preset in ("Default", "ClearNoon", "CloudyNoon", "WetSunset", "HardRainNoon", "ClearNight"):
-    setattr(WeatherParameters, _preset, WeatherParameters(_preset))
+    setattr(WeatherParameters, _preset, WeatherParameters())
+    getattr(WeatherParameters, _preset)._name = _preset
 
 
 class CityObjectLabel(enum.IntEnum):
