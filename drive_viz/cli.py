@@ -212,6 +212,37 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.replay:run_demo"))
 
 
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="check whether attention maps can be trusted",
+        description="On frames of a recording: the model-randomization sanity check "
+                    "(Spearman correlation of maps from the trained model and from models "
+                    "re-initialized layer by layer from the top), deletion/insertion curves "
+                    "for steering, and on recordings with masks the attention on lane "
+                    "markings vs their area and a pointing game. Writes DIR/evaluation.json "
+                    "and PNG plots.")
+    parser.add_argument("recording", help="recording folder")
+    parser.add_argument("--model", required=True, help="steering model (.keras)")
+    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--methods", default="saliency,gradcam,visualbackprop,sobel",
+                        help="comma-separated attention methods; 'sobel' is a model-free "
+                             "edge baseline (default: saliency,gradcam,visualbackprop,sobel)")
+    parser.add_argument("--frames", type=int, default=32,
+                        help="number of evenly spaced frames to evaluate (default: 32)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for re-initialized weights and the random pixel order")
+    parser.add_argument("--steps", type=int, default=16,
+                        help="deletion/insertion steps (default: 16)")
+    parser.add_argument("--baseline", choices=("blur", "mean"), default="blur",
+                        help="what deleted pixels become: the blurred frame or its mean colour")
+    parser.add_argument("--tolerance", type=int, default=2,
+                        help="pointing-game tolerance in pixels of the 66x200 view (default: 2)")
+    parser.add_argument("--camera", default=None, help="camera to use (default: the first)")
+    parser.add_argument("--unsafe-model", action="store_true",
+                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.set_defaults(run=_lazy("drive_viz.attention.evaluate:run"))
+
+
 def _add_synth(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "synth", help="record a drive in the built-in synthetic road world",
@@ -247,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for add in (_add_info, _add_replay, _add_demo, _add_record, _add_train, _add_import,
-                _add_features, _add_synth):
+                _add_features, _add_evaluate, _add_synth):
         add(commands)
     return parser
 

@@ -1,0 +1,504 @@
+"""Can the attention maps be trusted? Sanity checks, deletion/insertion, mask agreement.
+
+``drive-viz evaluate REC --model M --out DIR`` runs three checks on frames of a recording,
+computing every map with the one attention engine (``AttentionEngine``):
+
+Model-randomization sanity check (Adebayo et al. 2018)
+    The model's layers are re-initialized cumulatively from the top down (stage 1 re-draws
+    ``steer``, stage 2 also ``dense3``, ..., the last stage every layer down to ``conv1``),
+    each with its own initializer (biases with theirs, normally zeros), seeded. At each stage
+    the Spearman rank correlation between the trained model's map and the randomized model's
+    map is taken per frame, on ``|m|`` (ties get their average rank); the mean over frames is
+    reported. A method that explains the model should fall towards 0; one whose maps stay
+    near 1 (like the ``sobel`` baseline) does not depend on the weights.
+
+Deletion and insertion (Petsiuk et al. 2018), for a steering regression
+    Pixels (all three channels) are ordered by ``|m|``, most salient first. In ``k`` steps
+    the first ``j/k`` of them are deleted (replaced by the baseline image: the input blurred
+    with a Gaussian of ``BLUR_SIGMA`` pixels, or each channel's mean) or inserted (copied from
+    the input into the baseline image). The curve value at step j is
+    ``mean_i |f(x_ij) - f(x_i)| / mean_i |f(b_i) - f(x_i)|`` over frames i (a ratio of means,
+    so frames where the baseline barely moves the output do not blow up): deletion rises from
+    0 to 1, insertion falls from 1 to 0. Deletion AUC: higher is better; insertion AUC: lower
+    is better. ``random`` is the same with a seeded random pixel order, the reference to beat.
+
+Mask agreement (recordings with class masks, labels ``MASK_CLASSES``)
+    ``marking_attention_share``: mean share of the map's mass (``|m|``, as in
+    ``stats.map_statistics``) on lane-marking pixels; ``marking_area_share``: mean share of
+    the image those pixels cover; ``marking_ratio`` = attention / area (> 1: attends to
+    markings more than chance). The same for road (road + marking). Pointing game: a frame
+    is a hit when the map's largest ``|m|`` pixel lies within ``tolerance`` pixels (Chebyshev
+    distance, in the 66x200 view) of a road or marking pixel; a map that is zero everywhere
+    is a miss. ``pointing_chance`` is the hit rate of a uniformly random point.
+
+``DIR/evaluation.json`` keys: ``recording``, ``model``, ``camera``, ``frames`` (row indices),
+``methods``, ``seed``, ``prediction_mae`` (mean |model - recorded steering|),
+``sanity_check`` {``stages``, ``spearman_mean`` {method: [per stage]}, ``spearman_std``},
+``deletion`` and ``insertion`` {``fractions``, ``baseline``, ``curves`` {method or "random":
+[...]}, ``auc`` {...}}, ``masks`` (null without masks) {``frames_with_masks``,
+``tolerance_px``, ``marking_area_share``, ``road_area_share``, ``pointing_chance``,
+``methods`` {method: {``marking_attention_share``, ``marking_ratio``,
+``road_attention_share``, ``road_ratio``, ``pointing_hit_rate``}}}, ``plots``
+{``sanity_check``, ``deletion_insertion``: file names}. Undefined numbers are null.
+
+Baseline method ``sobel``: the Sobel gradient magnitude of the input's Y channel. It ignores
+the model entirely, so it must FAIL the sanity check; it is there as the reference for what
+an input-only "explanation" scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from drive_viz.attention.features import write_png
+from drive_viz.attention.stats import map_statistics
+from drive_viz.errors import DriveVizError
+from drive_viz.recording.format import MASK_CLASSES
+
+DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop", "sobel")
+BLUR_SIGMA = 10.0
+BASELINES = ("blur", "mean")
+_PREDICT_CHUNK = 256
+
+MapFunction = Callable[[np.ndarray], np.ndarray]
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def sobel_map(inputs: np.ndarray) -> np.ndarray:
+    """Model-independent baseline: Sobel gradient magnitude of the Y channel of ``inputs``
+    (N, 66, 200, 3) YUV -> (N, 66, 200) float32."""
+    out = np.empty(inputs.shape[:3], np.float32)
+    for i, frame in enumerate(np.asarray(inputs, np.float32)):
+        y = frame[..., 0]
+        out[i] = cv2.magnitude(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1))
+    return out
+
+
+#: Maps that need no model: name -> function of the inputs.
+BASELINE_METHODS: dict[str, MapFunction] = {"sobel": sobel_map}
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (both
+    (N, ...) flattened per row) -> (N,) float64; ties get their average rank; NaN when a row
+    is constant."""
+    ra = _average_ranks(np.asarray(a).reshape(len(a), -1))
+    rb = _average_ranks(np.asarray(b).reshape(len(b), -1))
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = (ra * rb).sum(axis=1) / denominator
+    corr[~(denominator > 0)] = np.nan
+    return np.clip(corr, -1.0, 1.0)
+
+
+def _average_ranks(rows: np.ndarray) -> np.ndarray:
+    n, size = rows.shape
+    order = np.argsort(rows, axis=1, kind="stable")
+    ranks = np.empty((n, size), np.float64)
+    for i in range(n):
+        ordered = rows[i, order[i]]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        ends = np.r_[starts[1:], size]
+        ranks[i, order[i]] = np.repeat((starts + ends - 1) / 2.0, ends - starts)
+    return ranks
+
+
+def randomization_stages(model: Any) -> list[str]:
+    """Names of the layers with weights, from the output down (DAVE-2: steer, dense3, ...,
+    conv1): the order of the cascading randomization."""
+    return [layer.name for layer in reversed(model.layers) if layer.weights]
+
+
+def _reinitialize(layer: Any, seed: int) -> None:
+    """Re-draw ``layer``'s kernel and bias from the layer's own initializers, seeded."""
+    import keras
+
+    for index, attribute in enumerate(("kernel", "bias")):
+        variable = getattr(layer, attribute, None)
+        if variable is None:
+            continue
+        # A seed of its own per (seed, layer, variable), never the small integers the model
+        # itself may have been built with (which would re-draw the very same weights).
+        draw_seed = int(np.random.SeedSequence([seed, index, *layer.name.encode()])
+                        .generate_state(1)[0] >> 1)
+        initializer = getattr(layer, f"{attribute}_initializer", None)
+        config = initializer.get_config() if initializer is not None else {}
+        if "seed" in config:
+            initializer = type(initializer).from_config({**config, "seed": draw_seed})
+        elif initializer is None:
+            initializer = keras.initializers.GlorotUniform(seed=draw_seed)
+        variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
+
+
+class MapMaker:
+    """All requested maps for a model: engine methods in one fused engine call, baseline
+    methods from the inputs. Built once per model; sees later weight changes."""
+
+    def __init__(self, model: Any, methods: Sequence[str], **engine_options: Any) -> None:
+        from drive_viz.attention.engine import AttentionEngine
+
+        self.methods = tuple(methods)
+        engine_methods = [m for m in self.methods if m not in BASELINE_METHODS]
+        self.engine = AttentionEngine(model, engine_methods, **engine_options) \
+            if engine_methods else None
+
+    def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        maps = self.engine(inputs).maps if self.engine is not None else {}
+        return {m: maps[m] if m in maps else BASELINE_METHODS[m](inputs) for m in self.methods}
+
+
+def sanity_check(model: Any, inputs: np.ndarray, methods: Sequence[str], *, seed: int = 0,
+                 trained_maps: Mapping[str, np.ndarray] | None = None,
+                 **engine_options: Any) -> dict[str, Any]:
+    """Cascading model-randomization check on ``inputs`` (N, 66, 200, 3) YUV.
+
+    Returns {"stages": [layer names], "spearman_mean": {method: [per stage]},
+    "spearman_std": {...}}; the model itself is not modified (a clone is randomized).
+    """
+    import keras
+
+    if trained_maps is None:
+        trained_maps = MapMaker(model, methods, **engine_options)(inputs)
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    randomized = MapMaker(clone, methods, **engine_options)
+    stages = randomization_stages(clone)
+    means: dict[str, list[float]] = {m: [] for m in methods}
+    stds: dict[str, list[float]] = {m: [] for m in methods}
+    for name in stages:
+        _reinitialize(clone.get_layer(name), seed)
+        maps = randomized(inputs)
+        for method in methods:
+            corr = spearman_rows(np.abs(trained_maps[method]), np.abs(maps[method]))
+            means[method].append(_nan_stat(np.nanmean, corr))
+            stds[method].append(_nan_stat(np.nanstd, corr))
+    return {"stages": stages, "spearman_mean": means, "spearman_std": stds}
+
+
+def _nan_stat(function: Callable[[np.ndarray], Any], values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(function(finite)) if finite.size else math.nan
+
+
+def baseline_images(inputs: np.ndarray, kind: str = "blur") -> np.ndarray:
+    """What deleted pixels become: ``"blur"`` (Gaussian, BLUR_SIGMA px) or ``"mean"`` (each
+    frame's per-channel mean), (N, 66, 200, 3) float32."""
+    inputs = np.asarray(inputs, np.float32)
+    if kind == "blur":
+        return np.stack([cv2.GaussianBlur(x, (0, 0), BLUR_SIGMA) for x in inputs])
+    if kind == "mean":
+        return np.broadcast_to(inputs.mean(axis=(1, 2), keepdims=True), inputs.shape).copy()
+    raise ValueError(f"baseline must be one of {BASELINES}, not {kind!r}")
+
+
+def deletion_insertion(predict: Predict, inputs: np.ndarray, maps: Mapping[str, np.ndarray],
+                       *, steps: int = 16, baseline: str = "blur",
+                       seed: int = 0) -> dict[str, dict[str, Any]]:
+    """Deletion and insertion curves (see the module doc) for each map in ``maps`` and for
+    a seeded random order (key ``"random"``).
+
+    ``predict``: (M, 66, 200, 3) -> (M,) steering. Returns {"deletion": {"fractions",
+    "baseline", "curves", "auc"}, "insertion": {...}}; fractions are the (steps + 1,)
+    shares of pixels deleted or inserted.
+    """
+    inputs = np.asarray(inputs, np.float32)
+    n, height, width, _ = inputs.shape
+    pixels = height * width
+    base = baseline_images(inputs, baseline)
+    reference = _predict_chunked(predict, inputs)
+    scale = float(np.mean(np.abs(_predict_chunked(predict, base) - reference)))
+    fractions = np.linspace(0.0, 1.0, steps + 1)
+    counts = np.round(fractions * pixels).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    orders = {name: np.argsort(-np.abs(m.reshape(n, pixels)), axis=1, kind="stable")
+              for name, m in maps.items()}
+    orders["random"] = np.stack([rng.permutation(pixels) for _ in range(n)])
+    result: dict[str, dict[str, Any]] = {
+        kind: {"fractions": fractions.tolist(), "baseline": baseline, "curves": {}, "auc": {}}
+        for kind in ("deletion", "insertion")}
+    frames_per_chunk = max(1, _PREDICT_CHUNK // (2 * (steps + 1)))
+    for name, order in orders.items():
+        change = np.zeros((2, steps + 1))
+        for start in range(0, n, frames_per_chunk):
+            stop = min(n, start + frames_per_chunk)
+            rank = np.empty((stop - start, pixels), np.int64)
+            np.put_along_axis(rank, order[start:stop], np.arange(pixels)[None], axis=1)
+            chosen = (rank[:, None, :] < counts[None, :, None]).reshape(
+                stop - start, steps + 1, height, width, 1)
+            x = inputs[start:stop, None]
+            b = base[start:stop, None]
+            batch = np.concatenate([np.where(chosen, b, x), np.where(chosen, x, b)], axis=1)
+            outputs = _predict_chunked(predict, batch.reshape(-1, height, width, 3))
+            outputs = outputs.reshape(stop - start, 2, steps + 1)
+            change += np.abs(outputs - reference[start:stop, None, None]).sum(axis=0)
+        curves = change / n / scale if scale > 0 else np.full_like(change, np.nan)
+        for index, kind in enumerate(("deletion", "insertion")):
+            result[kind]["curves"][name] = curves[index].tolist()
+            result[kind]["auc"][name] = _trapezoid(curves[index], fractions)
+    return result
+
+
+def steering_predictor(model: Any) -> Predict:
+    """A traced inference call: (M, 66, 200, 3) float32 inputs -> (M,) float32 steering."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def forward(x: Any) -> Any:
+        return model(x, training=False)[:, 0]
+
+    return lambda x: forward(tf.constant(np.asarray(x, np.float32))).numpy()
+
+
+def _trapezoid(values: np.ndarray, x: np.ndarray) -> float:
+    """Area under ``values`` over ``x`` by the trapezoid rule."""
+    return float(((values[1:] + values[:-1]) / 2 * np.diff(x)).sum())
+
+
+def _predict_chunked(predict: Predict, inputs: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.asarray(predict(inputs[i:i + _PREDICT_CHUNK])).reshape(-1)
+                           for i in range(0, len(inputs), _PREDICT_CHUNK)])
+
+
+def mask_agreement(maps: Mapping[str, np.ndarray], masks: Sequence[np.ndarray | None],
+                   tolerance: int = 2) -> dict[str, Any] | None:
+    """Attention on lane markings and road vs their area, and the pointing game (see the
+    module doc). ``masks``: per frame (66, 200) uint8 labels or None. None if no frame has
+    a mask."""
+    present = [i for i, mask in enumerate(masks) if mask is not None]
+    if not present:
+        return None
+    labels = np.stack([masks[i] for i in present])
+    marking = labels == MASK_CLASSES["lane_marking"]
+    road = marking | (labels == MASK_CLASSES["road"])
+    size = 2 * tolerance + 1
+    kernel = np.ones((size, size), np.uint8)
+    near_road = np.stack([cv2.dilate(r.astype(np.uint8), kernel) > 0 for r in road])
+    marking_area = float(marking.mean())
+    road_area = float(road.mean())
+    out: dict[str, Any] = {
+        "frames_with_masks": len(present), "tolerance_px": tolerance,
+        "marking_area_share": marking_area, "road_area_share": road_area,
+        "pointing_chance": float(near_road.mean()), "methods": {}}
+    for method, method_maps in maps.items():
+        chosen = np.abs(np.asarray(method_maps)[present])
+        stats = map_statistics(chosen, labels)
+        marking_share = _nan_stat(np.mean, stats["marking_share"])
+        road_share = _nan_stat(np.mean, stats["road_share"])
+        flat = chosen.reshape(len(present), -1)
+        peak = flat.argmax(axis=1)
+        hits = near_road.reshape(len(present), -1)[np.arange(len(present)), peak]
+        hits &= flat.max(axis=1) > 0
+        out["methods"][method] = {
+            "marking_attention_share": marking_share,
+            "marking_ratio": marking_share / marking_area if marking_area > 0 else math.nan,
+            "road_attention_share": road_share,
+            "road_ratio": road_share / road_area if road_area > 0 else math.nan,
+            "pointing_hit_rate": float(hits.mean()),
+        }
+    return out
+
+
+# --- plots (OpenCV) ------------------------------------------------------------------------
+
+_PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+            (213, 94, 0), (204, 121, 167), (150, 150, 150), (255, 255, 255), (120, 200, 120))
+
+
+def _color(index: int) -> tuple[int, int, int]:
+    return _PALETTE[index % len(_PALETTE)]
+
+
+def line_plot(title: str, x: Sequence[float], series: Mapping[str, Sequence[float]], *,
+              y_range: tuple[float, float], x_labels: Sequence[str] | None = None,
+              dashed: Sequence[str] = (), size: tuple[int, int] = (640, 420)) -> np.ndarray:
+    """A line chart as RGB uint8 (height, width, 3): one line per series (NaN points are
+    skipped), a legend, y ticks at 5 even steps; ``x_labels`` label the x values."""
+    width, height = size
+    left, right, top, bottom = 56, 150, 34, 56 if x_labels else 34
+    canvas = np.full((height, width, 3), 28, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(canvas, title, (left, 22), font, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    x0, x1 = float(min(x)), float(max(x))
+    y0, y1 = y_range
+    x_span = (x1 - x0) or 1.0
+
+    def point(xv: float, yv: float) -> tuple[int, int]:
+        px = left + (xv - x0) / x_span * (width - left - right)
+        py = height - bottom - (yv - y0) / (y1 - y0) * (height - top - bottom)
+        return int(round(px)), int(round(py))
+
+    for k in range(6):
+        value = y0 + (y1 - y0) * k / 5
+        px, py = point(x0, value)
+        cv2.line(canvas, (left, py), (width - right, py), (60, 60, 60), 1)
+        cv2.putText(canvas, f"{value:.2g}", (4, py + 4), font, 0.4, (200, 200, 200), 1,
+                    cv2.LINE_AA)
+    cv2.rectangle(canvas, point(x0, y1), point(x1, y0), (160, 160, 160), 1)
+    if x_labels:
+        for xv, label in zip(x, x_labels, strict=True):
+            px, py = point(xv, y0)
+            cv2.putText(canvas, label, (px - 14, py + 16 + 12 * (int(xv) % 2)), font, 0.35,
+                        (200, 200, 200), 1, cv2.LINE_AA)
+    else:
+        for k in range(6):
+            xv = x0 + x_span * k / 5
+            px, py = point(xv, y0)
+            cv2.putText(canvas, f"{xv:.2g}", (px - 8, py + 16), font, 0.4, (200, 200, 200), 1,
+                        cv2.LINE_AA)
+    for index, (name, values) in enumerate(series.items()):
+        color = _color(index)
+        points = [point(xv, float(np.clip(yv, y0, y1))) for xv, yv in zip(x, values, strict=True)
+                  if yv is not None and math.isfinite(yv)]
+        for a, b in zip(points, points[1:], strict=False):
+            if name in dashed:
+                for t in np.linspace(0, 1, 8)[::2]:
+                    start = (int(a[0] + (b[0] - a[0]) * t), int(a[1] + (b[1] - a[1]) * t))
+                    t2 = t + 1 / 7
+                    end = (int(a[0] + (b[0] - a[0]) * t2), int(a[1] + (b[1] - a[1]) * t2))
+                    cv2.line(canvas, start, end, color, 2, cv2.LINE_AA)
+            else:
+                cv2.line(canvas, a, b, color, 2, cv2.LINE_AA)
+        for p in points:
+            cv2.circle(canvas, p, 3, color, -1, cv2.LINE_AA)
+        legend_y = top + 14 + 18 * index
+        cv2.line(canvas, (width - right + 10, legend_y - 4), (width - right + 30, legend_y - 4),
+                 color, 2)
+        cv2.putText(canvas, name[:16], (width - right + 36, legend_y), font, 0.4, color, 1,
+                    cv2.LINE_AA)
+    return canvas
+
+
+def plot_sanity_check(check: Mapping[str, Any]) -> np.ndarray:
+    """The randomization cascade: mean Spearman correlation per stage, one line per method."""
+    stages = check["stages"]
+    return line_plot("Sanity check: Spearman(trained, randomized) vs layers re-drawn",
+                     list(range(len(stages))), check["spearman_mean"], y_range=(-0.2, 1.0),
+                     x_labels=[f"+{s}" for s in stages], size=(720, 420))
+
+
+def plot_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
+    """Deletion (left) and insertion (right) curves side by side; random order dashed."""
+    panels = []
+    for kind in ("deletion", "insertion"):
+        data = curves[kind]
+        values = [v for c in data["curves"].values() for v in c if math.isfinite(v)]
+        top = max([1.0, *values]) * 1.05
+        auc = ", ".join(f"{name} {value:.2f}" for name, value in data["auc"].items()
+                        if math.isfinite(value))
+        title = f"{kind}: |f(x_k) - f(x)|, normalized ({data['baseline']} baseline)"
+        panel = line_plot(title, data["fractions"], data["curves"], y_range=(0.0, top),
+                          dashed=("random",))
+        cv2.putText(panel, f"AUC: {auc}"[:90], (56, panel.shape[0] - 8),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
+        panels.append(panel)
+    return np.concatenate(panels, axis=1)
+
+
+# --- command ---------------------------------------------------------------------------------
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    """``"saliency,gradcam"`` -> names, checked against the engine's and baseline methods."""
+    from drive_viz.attention.methods import METHODS
+
+    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    known = (*METHODS, *BASELINE_METHODS)
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise DriveVizError(f"--methods {text!r}: unknown method {unknown[0] if unknown else ''!r}"
+                            f"; known: {', '.join(known)}")
+    return names
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON (NaN -> null) through a temp file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(_json_ready(data), indent=2, allow_nan=False),
+                       encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise DriveVizError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    """``drive-viz evaluate``: sanity check, deletion/insertion and mask agreement."""
+    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
+    from drive_viz.recording.reader import open_recording
+
+    methods = parse_methods(args.methods)
+    if args.frames < 1:
+        raise DriveVizError(f"--frames {args.frames}: must be at least 1")
+    if args.steps < 1:
+        raise DriveVizError(f"--steps {args.steps}: must be at least 1")
+    if args.tolerance < 0:
+        raise DriveVizError(f"--tolerance {args.tolerance}: must be >= 0")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DriveVizError(f"{out}: exists and is not a folder")
+    recording = open_recording(args.recording)
+    if len(recording) == 0:
+        raise DriveVizError(f"{recording.path}: the recording has no frames")
+    camera = args.camera or recording.cameras[0]
+    recording.meta.camera(camera)
+    model = load_steering_model(args.model, unsafe=args.unsafe_model)
+    prep = model_preprocessing(args.model)
+
+    rows = np.unique(np.linspace(0, len(recording) - 1, min(args.frames, len(recording)))
+                     .round().astype(int))
+    inputs = preprocess_batch([recording.image(int(i), camera) for i in rows], prep)
+    masks = [None if (m := recording.mask(int(i), camera)) is None else preprocess_mask(m, prep)
+             for i in rows] if recording.has_masks(camera) else [None] * len(rows)
+
+    maps = MapMaker(model, methods, seed=args.seed)(inputs)
+    predict = steering_predictor(model)
+    prediction = predict(inputs)
+    steering = recording.steering()[rows]
+    check = sanity_check(model, inputs, methods, seed=args.seed, trained_maps=maps)
+    curves = deletion_insertion(predict, inputs, maps, steps=args.steps,
+                                baseline=args.baseline, seed=args.seed)
+    agreement = mask_agreement(maps, masks, args.tolerance)
+
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {"sanity_check": "sanity_check.png", "deletion_insertion": "deletion_insertion.png"}
+    write_png(out / plots["sanity_check"], plot_sanity_check(check))
+    write_png(out / plots["deletion_insertion"], plot_deletion_insertion(curves))
+    report = {
+        "recording": str(recording.path), "model": str(args.model), "camera": camera,
+        "frames": rows.tolist(), "methods": list(methods), "seed": args.seed,
+        "prediction_mae": float(np.nanmean(np.abs(prediction - steering))),
+        "sanity_check": check, **curves, "masks": agreement, "plots": plots,
+    }
+    write_json_atomic(out / "evaluation.json", report)
+    print(f"wrote {out / 'evaluation.json'} ({len(rows)} frames, methods: {', '.join(methods)})")
+    for method in methods:
+        rho = check["spearman_mean"][method][-1]
+        print(f"  {method:<22} sanity rho (all layers random) {rho:+.2f}"
+              f"  deletion AUC {curves['deletion']['auc'][method]:.2f}"
+              f"  insertion AUC {curves['insertion']['auc'][method]:.2f}")
+    print(f"  {'random order':<22} deletion AUC {curves['deletion']['auc']['random']:.2f}"
+          f"  insertion AUC {curves['insertion']['auc']['random']:.2f}")
+    return 0
