@@ -636,8 +636,12 @@ def _print_result(out: Path, summary: dict[str, Any]) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """The ``drive-viz demo`` command: synthesize a drive if needed, replay it, say where."""
-    from drive_viz.errors import ModelError
+    """The ``drive-viz demo`` command: synthesize a drive if needed, replay it, say where.
+
+    Without the shipped model it falls back to an untrained DAVE-2 (seed 0) and says so:
+    the pipeline and outputs are the same, the maps just explain a random network.
+    """
+    import tempfile
 
     recording = Path(args.recording)
     model = Path(args.model)
@@ -646,11 +650,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
         print(f"generating a synthetic drive of {args.frames} frames into {recording} ...")
         write_synthetic_recording(recording, frames=args.frames, seed=args.seed)
-    if not model.is_file():
-        raise ModelError(f"{model}: the shipped model is missing; train one with "
-                         f"'drive-viz train' or pass --model PATH")
-    options = ReplayOptions(overwrite=True, progress=not args.quiet)
-    summary = replay(recording, model, args.out, options)
+    with tempfile.TemporaryDirectory() as scratch:
+        if not model.is_file():
+            from drive_viz.model.dave2 import build_dave2
+
+            print(f"warning: {model} is missing (train it with 'drive-viz train'); replaying "
+                  "with an UNTRAINED DAVE-2, so the maps show a random network")
+            model = Path(scratch) / "dave2_untrained.keras"
+            build_dave2(seed=0).save(model)
+        options = ReplayOptions(overwrite=True, progress=not args.quiet)
+        summary = replay(recording, model, args.out, options)
     _print_result(Path(args.out), summary)
     return 0
-
