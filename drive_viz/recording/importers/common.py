@@ -209,7 +209,6 @@ def write_recording(scan: Scan, root: Path, out: Path, overwrite: bool,
         extra={**scan.extra, "imported_from": str(report.source)[:500]})
     times = [f.t for f in keep]
     t0 = min(times) if all(t is not None for t in times) else None
-    created = not out.exists()
     with RecordingWriter(out, meta, overwrite=overwrite) as writer:
         for frame in keep:
             images = _frame_images(frame, camera_names, camera_sizes, report)
@@ -219,9 +218,8 @@ def write_recording(scan: Scan, root: Path, out: Path, overwrite: bool,
             writer.append(steer=frame.steer, throttle=frame.throttle, brake=frame.brake,
                           speed=frame.speed, images=images, t=t)
         written = writer.frames_written
-    if written == 0:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
+    if written == 0:  # every image became unreadable after the check: remove the empty output
+        shutil.rmtree(out, ignore_errors=True)
         raise RecordingError(f"{report.source}: no usable frames ({_reasons(report)})")
     report.frames = written
     report.fps = scan.fps
