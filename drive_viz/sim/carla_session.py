@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from types import ModuleType, TracebackType
 from typing import Any
 
+import cv2
 import numpy as np
 
 from drive_viz.errors import DriveVizError
@@ -122,13 +123,13 @@ class FrameBundle:
 
 def bgra_to_rgb(raw: bytes | memoryview, width: int, height: int) -> np.ndarray:
     """CARLA's BGRA ``Image.raw_data`` as a new RGB uint8 (height, width, 3) array."""
-    pixels = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 4)
-    return np.ascontiguousarray(pixels[:, :, 2::-1])
+    return cv2.cvtColor(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 4),
+                        cv2.COLOR_BGRA2RGB)
 
 
 def segmentation_tags(raw: bytes | memoryview, width: int, height: int) -> np.ndarray:
     """The semantic tag of each pixel, uint8 (height, width): the red channel of BGRA raw data."""
-    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 4)[:, :, 2].copy()
+    return cv2.extractChannel(np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 4), 2)
 
 
 def mask_lookup(carla: ModuleType) -> np.ndarray:
@@ -317,7 +318,8 @@ class CarlaSession:
     def _on_image(self, name: str, image: Any) -> None:
         """Sensor callback (CARLA's thread): convert and file the image under its frame id."""
         if name == SEGMENTATION:
-            pixels = self._lookup[segmentation_tags(image.raw_data, image.width, image.height)]
+            pixels = cv2.LUT(segmentation_tags(image.raw_data, image.width, image.height),
+                             self._lookup)
         else:
             pixels = bgra_to_rgb(image.raw_data, image.width, image.height)
         with self._arrived:
