@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drive_viz.recording.format import MASK_CLASSES, CameraSpec
+from drive_viz.recording.format import CameraSpec
 from drive_viz.sim.config import SyntheticWorldConfig
 from drive_viz.sim.render_road import CameraPose, RoadRenderer
 from drive_viz.sim.scenery import Scenery
 from drive_viz.sim.track import Track, wrap_angle
 
-__all__ = ["MASK_CLASSES", "Observation", "SyntheticWorld", "SyntheticWorldConfig",
+__all__ = ["ExpertControl", "Observation", "SyntheticWorld", "SyntheticWorldConfig",
            "WorldState"]
 
 _START_S = 5.0
