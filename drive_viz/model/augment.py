@@ -86,10 +86,17 @@ def flip_horizontal(frames: np.ndarray) -> np.ndarray:
 def shift_horizontal(frames: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     """Shift each frame of (N, H, W, C) by ``pixels[i]`` columns (positive = right), filling
     the uncovered columns by repeating the edge column."""
-    width = frames.shape[2]
-    columns = np.arange(width)[None, :] - np.asarray(pixels, np.int64)[:, None]
-    columns = np.clip(columns, 0, width - 1)
-    return np.take_along_axis(frames, columns[:, None, :, None], axis=2)
+    out = np.empty_like(frames)
+    for frame, source, k in zip(out, frames, np.asarray(pixels, np.int64), strict=True):
+        if k > 0:
+            frame[:, k:] = source[:, :-k]
+            frame[:, :k] = source[:, :1]
+        elif k < 0:
+            frame[:, :k] = source[:, -k:]
+            frame[:, k:] = source[:, -1:]
+        else:
+            frame[:] = source
+    return out
 
 
 def scale_luma(frames: np.ndarray, factors: np.ndarray) -> np.ndarray:
@@ -140,11 +147,11 @@ class Augmentation:
         out = shift_horizontal(frames, pixels)
         steer += shift_correction(pixels, fov, geometry)
         flipped = rng.random(count) < self.flip
-        out = np.where(flipped[:, None, None, None], flip_horizontal(out), out)
+        out[flipped] = flip_horizontal(out[flipped])
         steer = np.where(flipped, -steer, steer)
-        factors = rng.uniform(*self.brightness, count)[:, None, None]
+        factors = rng.uniform(*self.brightness, count).astype(np.float32)[:, None, None]
         shaded = rng.random(count) < self.shadow
-        darkness = rng.uniform(*self.shadow_darkness, count)[:, None, None]
+        darkness = rng.uniform(*self.shadow_darkness, count).astype(np.float32)[:, None, None]
         masks = shadow_masks(count, out.shape[1], out.shape[2], rng) & shaded[:, None, None]
-        out = scale_luma(out, factors * np.where(masks, darkness, 1.0))
+        out = scale_luma(out, np.where(masks, factors * darkness, factors))
         return out, np.clip(steer, -1.0, 1.0).astype(np.float32)

@@ -113,18 +113,19 @@ def _open(path: Path) -> Recording:
 
 
 def _geometry(recordings: list[Recording], recovery: float) -> SteeringGeometry:
-    """Vehicle geometry from the first recording whose metadata has ``extra.vehicle``
-    (``wheelbase`` m, ``max_steer`` deg), else the defaults of SteeringGeometry."""
+    """Vehicle geometry from the first recording whose metadata ``extra`` states it
+    (``wheelbase_m``, ``max_steer_deg``, as the synthetic world writes), else the defaults."""
     for recording in recordings:
-        vehicle = recording.meta.extra.get("vehicle")
-        if isinstance(vehicle, dict):
+        extra = recording.meta.extra
+        if "wheelbase_m" in extra or "max_steer_deg" in extra:
             try:
                 return SteeringGeometry(
-                    wheelbase=float(vehicle.get("wheelbase", SteeringGeometry.wheelbase)),
-                    max_steer=float(vehicle.get("max_steer", SteeringGeometry.max_steer)),
+                    wheelbase=float(extra.get("wheelbase_m", SteeringGeometry.wheelbase)),
+                    max_steer=float(extra.get("max_steer_deg", SteeringGeometry.max_steer)),
                     recovery=recovery)
             except (TypeError, ValueError) as exc:
-                raise RecordingError(f"{recording.path}: bad extra.vehicle ({exc})") from None
+                raise RecordingError(f"{recording.path}: bad vehicle geometry in meta.json "
+                                     f"extra ({exc})") from None
     return SteeringGeometry(recovery=recovery)
 
 
