@@ -57,6 +57,7 @@ MAP_STATISTICS = ("entropy", "centroid_x", "centroid_y", "spread", "top5_share",
 #: A filter is "dead" on a frame when its largest activation is at or below this value.
 DEAD_THRESHOLD = 1e-3
 TOP_FRACTION = 0.05
+_BLOCK = 8
 
 _ROAD = MASK_CLASSES["road"]
 _MARKING = MASK_CLASSES["lane_marking"]
@@ -78,87 +79,104 @@ def map_statistics(maps: np.ndarray,
     if maps.ndim != 3:
         raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
     n, height, width = maps.shape
+    flat = maps.reshape(n, height * width)
+    labels, has_mask = _mask_labels(masks, n, (height, width))
+    if previous_map is not None and np.size(previous_map) != height * width:
+        raise ValueError(f"previous_map has {np.size(previous_map)} pixels, maps have "
+                         f"{height * width}")
+    stats = {name: np.empty(n) for name in MAP_STATISTICS}
+    # Blocks of a few frames keep the float64 temporaries in cache: at batch 64 this is
+    # several times faster than one pass over the whole batch.
+    for start in range(0, n, _BLOCK):
+        stop = min(n, start + _BLOCK)
+        previous = previous_map if start == 0 else flat[start - 1]
+        block = _block_statistics(flat[start:stop], (height, width),
+                                  None if labels is None else labels[start:stop], previous)
+        for name, values in block.items():
+            stats[name][start:stop] = values
+    for name in ("road_share", "marking_share", "distractor_share"):
+        stats[name][~has_mask] = np.nan
+    return stats
+
+
+def _block_statistics(flat: np.ndarray, shape: tuple[int, int], labels: np.ndarray | None,
+                      previous: np.ndarray | None) -> dict[str, np.ndarray]:
+    """:func:`map_statistics` of (B, H*W) maps; ``labels`` (B, H*W) or None."""
+    n = flat.shape[0]
+    height, width = shape
     pixels = height * width
-    flat = maps.reshape(n, pixels).astype(np.float64)
+    flat = flat.astype(np.float64)
     weight = np.abs(flat)
     total = weight.sum(axis=1)
     empty = total <= 0
     p = weight / np.where(empty, 1.0, total)[:, None]
 
-    plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    plogp = p * np.log(p, out=np.zeros_like(p), where=p > 0)
     entropy = -plogp.sum(axis=1) / math.log(pixels) if pixels > 1 else np.zeros(n)
 
     p_grid = p.reshape(n, height, width)
-    p_cols = p_grid.sum(axis=1)  # (N, W)
-    p_rows = p_grid.sum(axis=2)  # (N, H)
+    p_cols = p_grid.sum(axis=1)  # (B, W)
+    p_rows = p_grid.sum(axis=2)  # (B, H)
     cols = np.arange(width, dtype=np.float64)
     rows = np.arange(height, dtype=np.float64)
     mean_c = p_cols @ cols
     mean_r = p_rows @ rows
     variance = (p_cols @ cols**2 - mean_c**2) + (p_rows @ rows**2 - mean_r**2)
     diagonal = math.hypot(width - 1, height - 1) or 1.0
-    spread = np.sqrt(np.maximum(variance, 0.0)) / diagonal
 
     top_k = max(1, math.ceil(TOP_FRACTION * pixels))
     top5 = np.partition(p, pixels - top_k, axis=1)[:, pixels - top_k:].sum(axis=1)
 
-    side = np.sign(cols - (width - 1) / 2.0)
-    lr_balance = p_cols @ side
-
     stats = {
-        "entropy": entropy,
+        "entropy": np.clip(entropy, 0.0, 1.0),
         "centroid_x": mean_c / max(width - 1, 1),
         "centroid_y": mean_r / max(height - 1, 1),
-        "spread": spread,
+        "spread": np.sqrt(np.maximum(variance, 0.0)) / diagonal,
         "top5_share": top5,
-        "lr_balance": lr_balance,
+        "lr_balance": p_cols @ np.sign(cols - (width - 1) / 2.0),
     }
-    stats.update(_mask_shares(p, masks, n, (height, width)))
+    if labels is None:
+        shares = np.full((n, 3), np.nan)
+    else:
+        marking = np.where(labels == _MARKING, p, 0.0).sum(axis=1)
+        shares = np.stack([np.where(labels == _ROAD, p, 0.0).sum(axis=1) + marking, marking,
+                           np.where(labels == _DISTRACTOR, p, 0.0).sum(axis=1)], axis=1)
+    stats["road_share"], stats["marking_share"], stats["distractor_share"] = shares.T
     for values in stats.values():
         values[empty] = np.nan
-    stats["temporal_corr"] = _temporal_correlation(flat, previous_map)
+    stats["temporal_corr"] = _temporal_correlation(flat, previous)
     return stats
 
 
-def _mask_shares(p: np.ndarray, masks: np.ndarray | Sequence[np.ndarray | None] | None,
-                 n: int, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    shares = {name: np.full(n, np.nan) for name in
-              ("road_share", "marking_share", "distractor_share")}
+def _mask_labels(masks: np.ndarray | Sequence[np.ndarray | None] | None, n: int,
+                 shape: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray]:
+    """Masks as (N, H*W) labels (zeros where a frame has none) and which frames have one."""
     if masks is None:
-        return shares
+        return None, np.zeros(n, bool)
     if isinstance(masks, np.ndarray):
         if masks.shape != (n, *shape):
             raise ValueError(f"masks must be {(n, *shape)}, got {masks.shape}")
-        present = np.arange(n)
-        labels = masks.reshape(n, -1)
-    else:
-        if len(masks) != n:
-            raise ValueError(f"expected {n} masks (or None entries), got {len(masks)}")
-        present = np.array([i for i, m in enumerate(masks) if m is not None], dtype=np.int64)
-        if present.size == 0:
-            return shares
-        for i in present:
-            if np.shape(masks[i]) != shape:
-                raise ValueError(f"mask {i} must be {shape}, got {np.shape(masks[i])}")
-        labels = np.stack([np.asarray(masks[i]).reshape(-1) for i in present])
-    mass = p[present]
-    marking = np.where(labels == _MARKING, mass, 0.0).sum(axis=1)
-    shares["road_share"][present] = np.where(labels == _ROAD, mass, 0.0).sum(axis=1) + marking
-    shares["marking_share"][present] = marking
-    shares["distractor_share"][present] = np.where(labels == _DISTRACTOR, mass, 0.0).sum(axis=1)
-    return shares
+        return masks.reshape(n, -1), np.ones(n, bool)
+    if len(masks) != n:
+        raise ValueError(f"expected {n} masks (or None entries), got {len(masks)}")
+    labels = np.zeros((n, shape[0] * shape[1]), np.uint8)
+    has_mask = np.zeros(n, bool)
+    for i, mask in enumerate(masks):
+        if mask is None:
+            continue
+        if np.shape(mask) != shape:
+            raise ValueError(f"mask {i} must be {shape}, got {np.shape(mask)}")
+        labels[i] = np.asarray(mask).reshape(-1)
+        has_mask[i] = True
+    return labels, has_mask
 
 
-def _temporal_correlation(flat: np.ndarray, previous_map: np.ndarray | None) -> np.ndarray:
-    """Pearson correlation of each row of ``flat`` (N, P) with the row before it."""
-    if previous_map is not None:
-        previous = np.asarray(previous_map, dtype=np.float64).reshape(1, -1)
-        if previous.shape[1] != flat.shape[1]:
-            raise ValueError(f"previous_map has {previous.shape[1]} pixels, maps have "
-                             f"{flat.shape[1]}")
-        before = np.concatenate([previous, flat[:-1]])
-    else:
-        before = np.concatenate([np.full((1, flat.shape[1]), np.nan), flat[:-1]])
+def _temporal_correlation(flat: np.ndarray, previous: np.ndarray | None) -> np.ndarray:
+    """Pearson correlation of each row of ``flat`` (B, P) float64 with the row before it;
+    the first row's predecessor is ``previous`` (P,) or missing (NaN)."""
+    if previous is None:
+        previous = np.full(flat.shape[1], np.nan)
+    before = np.concatenate([np.asarray(previous, np.float64).reshape(1, -1), flat[:-1]])
     a = flat - flat.mean(axis=1, keepdims=True)
     b = before - before.mean(axis=1, keepdims=True)
     denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
