@@ -179,6 +179,20 @@ def test_gradcam_alignment_of_dave2_layers(dave2_elu):
     assert geometry["conv3"].out_hw == (5, 22)
 
 
+def test_gradcam_on_a_gap_head_is_the_class_activation_map(frames):
+    """With global average pooling then Dense, dS/dA_k = W_k / (h w) everywhere, so Grad-CAM
+    is Zhou et al.'s CAM relu(sum_k W_k A_k) divided by h w (conv5: 1x18 cells)."""
+    model = build_dave2(activation="relu", head="gap", seed=5)
+    heat = AttentionEngine(model, ("gradcam",), gradcam_layer="conv5")(frames).maps["gradcam"]
+    conv5 = np.asarray(keras.Model(model.inputs[0], model.get_layer("conv5").output)(frames))
+    dense = model.get_layer("steer").get_weights()[0][:, 0]
+    cam = np.maximum(conv5 @ dense, 0)[:, 0, :] / 18
+    assert cam.max() > 0
+    # conv5 cell j is centred on input column 30 + 8 j (and the one row covers every row).
+    np.testing.assert_allclose(heat[:, 33, 30:30 + 8 * 18:8], cam, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(heat[:, 0, :], heat[:, 65, :])
+
+
 def _brightness_dave2():
     """A ReLU DAVE-2 whose filters average their input; conv1 fires only where its 5x5 window
     averages above 0.5 after the model's x / 127.5 - 1 (YUV above about 191)."""

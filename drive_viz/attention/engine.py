@@ -134,7 +134,11 @@ class AttentionEngine:
             result.maps["smoothgrad"] = self._smoothgrad(x).numpy()
         if "integrated_gradients" in self.methods:
             spec = self.ig_baseline if baseline is None else baseline
-            reference = np.broadcast_to(_fill_array(spec, "baseline"), x.shape)
+            try:
+                reference = np.broadcast_to(_fill_array(spec, "baseline"), x.shape)
+            except ValueError:
+                raise ValueError(f"baseline of shape {np.shape(spec)} does not broadcast to "
+                                 f"the inputs {tuple(x.shape)}") from None
             result.maps["integrated_gradients"] = self._integrated(
                 x, tf.constant(reference, tf.float32)).numpy()
         if "occlusion" in self.methods:

@@ -92,13 +92,14 @@ def gradcam_plus_plus(activations: tf.Tensor, grad: tf.Tensor, score: tf.Tensor)
     Uses the closed form for the exponential score exp(S) with first-order gradients (exact
     for piecewise-linear networks): its derivatives are exp(S) g, exp(S) g^2, exp(S) g^3, so
     alpha = g^2 / (2 g^2 + sum_ab(A) g^3) (0 where the denominator is 0),
-    w_k = sum_ij alpha relu(exp(S) g), map = relu(sum_k w_k A_k).
+    w_k = sum_ij alpha relu(exp(S) g), map = relu(sum_k w_k A_k). S is clipped at 80 inside
+    exp so the per-frame factor stays finite in float32.
     """
     g2, g3 = tf.square(grad), grad * tf.square(grad)
     denominator = 2.0 * g2 + tf.reduce_sum(activations, axis=(1, 2), keepdims=True) * g3
     safe = tf.where(denominator != 0, denominator, tf.ones_like(denominator))
     alpha = tf.where(denominator != 0, g2 / safe, tf.zeros_like(g2))
-    exp_score = tf.exp(score)[:, None, None, None]
+    exp_score = tf.exp(tf.minimum(score, 80.0))[:, None, None, None]
     weights = tf.reduce_sum(alpha * tf.nn.relu(exp_score * grad), axis=(1, 2), keepdims=True)
     return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
 

@@ -1,0 +1,130 @@
+"""Attention engine throughput: frames/s per method and for the default bundle.
+
+Runs on a fresh DAVE-2 (ELU; speed does not depend on training) at batch 1 and batch 64,
+next to this machine's own ceiling measured in the same run (float32 ``tf.matmul``
+GFLOP/s) and the model's cost per frame (multiply-adds counted from the layer shapes).
+Prints a table and writes ``benchmarks/results/attention.json``.
+
+    python benchmarks/attention.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from drive_viz.attention import METHODS, AttentionEngine  # noqa: E402
+from drive_viz.model.dave2 import build_dave2  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "attention.json"
+#: prediction + saliency + gradcam + visualbackprop + conv1 activations
+BUNDLE = ("saliency", "gradcam", "visualbackprop")
+TARGET_BUNDLE_FPS_64 = 1500.0
+TARGET_BUNDLE_MS_1 = 5.0
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds per frame of the model's Conv2D and Dense layers."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            out_h, out_w, filters = layer.output.shape[1:]
+            kernel_h, kernel_w, channels, _ = layer.kernel.shape
+            total += out_h * out_w * filters * kernel_h * kernel_w * channels
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return int(total)
+
+
+def seconds_per_call(call, min_seconds: float, min_repeats: int = 3) -> float:
+    """Median wall time of ``call()`` after one warm-up call (which traces)."""
+    call()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - started < min_seconds:
+        begin = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - begin)
+    return statistics.median(times)
+
+
+def matmul_gflops(min_seconds: float, size: int = 1024) -> float:
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    matmul = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)))
+    return 2 * size**3 / seconds_per_call(lambda: matmul().numpy(), min_seconds) / 1e9
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter timing windows")
+    args = parser.parse_args()
+    min_seconds = 0.3 if args.quick else 1.0
+    model = build_dave2(activation="elu", seed=0)
+    macs = multiply_adds(model)
+    ceiling = matmul_gflops(min_seconds)
+    rng = np.random.default_rng(0)
+    inputs = {batch: rng.uniform(0, 255, (batch, 66, 200, 3)).astype(np.float32)
+              for batch in (1, 64)}
+    cases: list[tuple[str, tuple[str, ...], tuple[str, ...], dict]] = [
+        ("prediction only", (), (), {}),
+        ("default bundle", BUNDLE, ("conv1",), {}),
+        ("all shared-pass methods", ("saliency", "gradient", "gradient_x_input", "gradcam",
+                                     "gradcam_plus_plus", "visualbackprop"), ("conv1",), {}),
+    ]
+    cases += [(name, (name,), (), {}) for name in METHODS]
+    rows = []
+    for label, methods, layers, options in cases:
+        engine = AttentionEngine(model, methods, activation_layers=layers, **options)
+        for batch in (1, 64):
+            # Occlusion runs ~470 forwards per frame: time 4 frames for the "64" row.
+            frames = inputs[batch][:4] if "occlusion" in methods and batch == 64 else \
+                inputs[batch]
+            seconds = seconds_per_call(lambda e=engine, f=frames: e(f), min_seconds)
+            fps = len(frames) / seconds
+            rows.append({"case": label, "batch": len(frames), "frames_per_s": fps,
+                         "ms_per_frame": 1000 / fps,
+                         "forward_gflops": fps * 2 * macs / 1e9,
+                         "share_of_matmul_ceiling": fps * 2 * macs / 1e9 / ceiling,
+                         "traces": dict(engine.trace_counts)})
+            print(f"{label:26s} batch {len(frames):3d}: {fps:9.1f} frames/s "
+                  f"{1000 / fps:8.3f} ms/frame  {fps * 2 * macs / 1e9:6.1f} GFLOP/s "
+                  f"(forward-equivalent, {100 * fps * 2 * macs / 1e9 / ceiling:4.1f}% of "
+                  "matmul)", flush=True)
+    bundle = {row["batch"]: row for row in rows if row["case"] == "default bundle"}
+    summary = {
+        "matmul_gflops": ceiling,
+        "model_multiply_adds_per_frame": macs,
+        "bundle": list(BUNDLE) + ["prediction", "conv1 activations"],
+        "bundle_fps_batch64": bundle[64]["frames_per_s"],
+        "bundle_ms_batch1": bundle[1]["ms_per_frame"],
+        "target_fps_batch64": TARGET_BUNDLE_FPS_64,
+        "target_ms_batch1": TARGET_BUNDLE_MS_1,
+        "cpu_threads": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "note": "shared, noisy machine: compare rows of one run as ratios",
+        "rows": rows,
+    }
+    print(f"\nmatmul ceiling {ceiling:.0f} GFLOP/s; DAVE-2 {macs / 1e6:.1f} M multiply-adds/frame")
+    print(f"default bundle: {summary['bundle_fps_batch64']:.0f} frames/s at batch 64 "
+          f"(target >= {TARGET_BUNDLE_FPS_64:.0f}), {summary['bundle_ms_batch1']:.2f} ms/frame "
+          f"at batch 1 (target <= {TARGET_BUNDLE_MS_1:.0f})")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
