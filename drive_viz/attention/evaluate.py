@@ -311,8 +311,9 @@ def mask_agreement(maps: Mapping[str, np.ndarray], masks: Sequence[np.ndarray | 
 
 # --- plots (OpenCV) ------------------------------------------------------------------------
 
-_PALETTE = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
-            (213, 94, 0), (204, 121, 167), (150, 150, 150), (255, 255, 255), (120, 200, 120))
+_PALETTE = ((255, 127, 14), (31, 150, 230), (44, 190, 44), (230, 50, 50), (170, 120, 220),
+            (200, 200, 40), (227, 119, 194), (23, 200, 215), (190, 130, 90), (255, 255, 255))
+_DASHED_COLOR = (160, 160, 160)
 
 
 def _color(index: int) -> tuple[int, int, int]:
@@ -325,7 +326,7 @@ def line_plot(title: str, x: Sequence[float], series: Mapping[str, Sequence[floa
     """A line chart as RGB uint8 (height, width, 3): one line per series (NaN points are
     skipped), a legend, y ticks at 5 even steps; ``x_labels`` label the x values."""
     width, height = size
-    left, right, top, bottom = 56, 150, 34, 56 if x_labels else 34
+    left, right, top, bottom = 56, 190, 34, 56 if x_labels else 34
     canvas = np.full((height, width, 3), 28, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(canvas, title, (left, 22), font, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
@@ -357,7 +358,7 @@ def line_plot(title: str, x: Sequence[float], series: Mapping[str, Sequence[floa
             cv2.putText(canvas, f"{xv:.2g}", (px - 8, py + 16), font, 0.4, (200, 200, 200), 1,
                         cv2.LINE_AA)
     for index, (name, values) in enumerate(series.items()):
-        color = _color(index)
+        color = _DASHED_COLOR if name in dashed else _color(index)
         points = [point(xv, float(np.clip(yv, y0, y1))) for xv, yv in zip(x, values, strict=True)
                   if yv is not None and math.isfinite(yv)]
         for a, b in zip(points, points[1:], strict=False):
@@ -374,7 +375,7 @@ def line_plot(title: str, x: Sequence[float], series: Mapping[str, Sequence[floa
         legend_y = top + 14 + 18 * index
         cv2.line(canvas, (width - right + 10, legend_y - 4), (width - right + 30, legend_y - 4),
                  color, 2)
-        cv2.putText(canvas, name[:16], (width - right + 36, legend_y), font, 0.4, color, 1,
+        cv2.putText(canvas, name[:24], (width - right + 36, legend_y), font, 0.4, color, 1,
                     cv2.LINE_AA)
     return canvas
 
@@ -383,8 +384,8 @@ def plot_sanity_check(check: Mapping[str, Any]) -> np.ndarray:
     """The randomization cascade: mean Spearman correlation per stage, one line per method."""
     stages = check["stages"]
     return line_plot("Sanity check: Spearman(trained, randomized) vs layers re-drawn",
-                     list(range(len(stages))), check["spearman_mean"], y_range=(-0.2, 1.0),
-                     x_labels=[f"+{s}" for s in stages], size=(720, 420))
+                     list(range(len(stages))), check["spearman_mean"], y_range=(-1.0, 1.0),
+                     x_labels=[f"+{s}" for s in stages], size=(760, 420))
 
 
 def plot_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
@@ -394,14 +395,12 @@ def plot_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> np.ndarr
         data = curves[kind]
         values = [v for c in data["curves"].values() for v in c if math.isfinite(v)]
         top = max([1.0, *values]) * 1.05
-        auc = ", ".join(f"{name} {value:.2f}" for name, value in data["auc"].items()
-                        if math.isfinite(value))
-        title = f"{kind}: |f(x_k) - f(x)|, normalized ({data['baseline']} baseline)"
-        panel = line_plot(title, data["fractions"], data["curves"], y_range=(0.0, top),
-                          dashed=("random",))
-        cv2.putText(panel, f"AUC: {auc}"[:90], (56, panel.shape[0] - 8),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.35, (220, 220, 220), 1, cv2.LINE_AA)
-        panels.append(panel)
+        labelled = {f"{name} {data['auc'][name]:.2f}": curve
+                    for name, curve in data["curves"].items()}
+        title = f"{kind} (AUC in legend), {data['baseline']} baseline"
+        panels.append(line_plot(title, data["fractions"], labelled, y_range=(0.0, top),
+                                dashed=[n for n in labelled if n.startswith("random ")],
+                                size=(680, 420)))
     return np.concatenate(panels, axis=1)
 
 
