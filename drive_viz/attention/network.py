@@ -3,7 +3,8 @@
 ``Network(model)`` walks a Keras steering model that is a plain chain of layers (DAVE-2:
 Rescaling, Conv2D with a fused activation, Flatten or GlobalAveragePooling2D, Dense, Dropout)
 and runs the same computation from the layers' own variables (so weight changes are seen).
-One forward pass returns the output and every layer's output by name, and can switch the
+Separate Activation layers and inference-mode BatchNormalization are supported too. One
+forward pass returns the output and every layer's output by name, and can switch the
 rectifiers to guided backpropagation's backward rule. Anything else raises ``ModelError``
 naming the layer.
 """
@@ -71,7 +72,7 @@ class ConvGeometry:
 @dataclass
 class _Op:
     name: str
-    kind: str  # rescale | conv | flatten | gap | dense | activation | identity
+    kind: str  # rescale | conv | flatten | gap | dense | activation | batchnorm | identity
     activation: str = "linear"
     layer: Any = None
     geometry: ConvGeometry | None = None
@@ -97,6 +98,12 @@ class _Op:
             return tf.reduce_mean(x, axis=(1, 2))
         if self.kind == "activation":
             return activate(x, self.activation, guided)
+        if self.kind == "batchnorm":
+            factor = tf.math.rsqrt(layer.moving_variance.value + layer.epsilon)
+            if layer.scale:
+                factor = factor * layer.gamma.value
+            x = (x - layer.moving_mean.value) * factor
+            return x + layer.beta.value if layer.center else x
         return x
 
 
@@ -181,6 +188,11 @@ class Network:
                 op = _Op(layer.name, "gap")
             elif isinstance(layer, keras.layers.Activation):
                 op = _Op(layer.name, "activation", _activation_name(layer))
+            elif isinstance(layer, keras.layers.BatchNormalization):
+                if layer.axis not in (-1, len(layer.input.shape) - 1):
+                    raise ModelError(f"layer {layer.name!r}: only BatchNormalization over the "
+                                     "last (channel) axis is supported")
+                op = _Op(layer.name, "batchnorm", layer=layer)
             elif isinstance(layer, keras.layers.Dropout):
                 op = _Op(layer.name, "identity")
             else:
@@ -194,11 +206,20 @@ class Network:
     def forward(self, x: tf.Tensor, guided: bool = False) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Run the network on ``x`` (N, H, W, C) float32.
 
-        Returns the output (N,) and every layer's output by layer name (post-activation for
-        Conv2D and Dense). ``guided`` uses guided backprop's backward rule at the rectifiers.
+        Returns the output (N,) and every layer's output by layer name. A Conv2D or Dense
+        layer's entry is its block's output: the layer followed by any BatchNormalization,
+        Activation and Dropout layers, i.e. its post-activation features. ``guided`` uses
+        guided backprop's backward rule at the rectifiers.
         """
         outputs: dict[str, tf.Tensor] = {}
+        block = None
         for op in self._ops:
             x = op.apply(x, guided)
             outputs[op.name] = x
+            if op.kind in ("conv", "dense"):
+                block = op.name
+            elif op.kind in ("activation", "batchnorm", "identity") and block is not None:
+                outputs[block] = x
+            else:
+                block = None
         return tf.reshape(x, (-1,)), outputs
