@@ -28,18 +28,19 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("saliency", "max over YUV channels of |dS/dx| (Simonyan et al. 2014)",
+    Method("saliency", "max over YUV channels of abs(dS/dx) (Simonyan et al. 2014)",
            "non-negative", "score per YUV level", "shared forward + backward"),
     Method("gradient", "dS/dx summed over the 3 YUV channels", "signed",
            "score per YUV level", "shared forward + backward"),
     Method("gradient_x_input", "sum over channels of x * dS/dx (x in YUV [0, 255])", "signed",
            "score units; first-order share of S(x) - S(0)", "shared forward + backward"),
-    Method("smoothgrad", "saliency averaged over n noisy copies, noise N(0, (sigma*255)^2), "
-           "seeded (Smilkov et al. 2017)", "non-negative", "score per YUV level",
-           "n forward + backward"),
+    Method("smoothgrad", "saliency averaged over n noisy copies (default 16), noise "
+           "N(0, (sigma*255)^2) (default sigma 0.15), seeded (Smilkov et al. 2017)",
+           "non-negative", "score per YUV level", "n forward + backward"),
     Method("integrated_gradients", "(x - x') * mean of dS/dx on the straight path from the "
-           "baseline x', midpoint Riemann rule, summed over channels (Sundararajan et al. "
-           "2017); sums to S(x) - S(x')", "signed", "score units", "steps forward + backward"),
+           "baseline x' (default black, YUV (0, 128, 128)), midpoint Riemann rule with "
+           "alpha_k = (k + 1/2) / steps (default 32), summed over channels (Sundararajan et "
+           "al. 2017); sums to S(x) - S(x')", "signed", "score units", "steps forward + backward"),
     Method("guided_backprop", "dS/dx with every rectifier's backward pass gated by "
            "(dy > 0)(z > 0); ELU treated as its positive part; summed over channels "
            "(Springenberg et al. 2015)", "signed", "score per YUV level",
@@ -54,7 +55,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "transposed convolutions of ones (Bojarski et al. 2016), per-frame max = 1",
            "non-negative", "[0, 1]", "shared forward only"),
     Method("occlusion", "S(x) - S(x with a patch filled), averaged over the patches that "
-           "cover each pixel (Zeiler & Fergus 2014)", "signed", "score units",
+           "cover each pixel; default 10x10 patches every 5 pixels filled with gray, YUV "
+           "(128, 128, 128) (Zeiler & Fergus 2014)", "signed", "score units",
            "one forward per patch position"),
 )}
 
