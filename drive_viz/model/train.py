@@ -152,8 +152,8 @@ def collect_samples(recordings: list[Recording], config: TrainConfig,
     forward-looking side cameras with corrected labels) and validation samples (main camera).
     RecordingError when the camera is missing or no frame is usable."""
     frames: list[tuple[int, int, str]] = []
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in
-                                          ("tf", "ts", "tv", "vf", "vs", "vv")}
+    train_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # frame ids, steer, fov
+    val_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     described: list[dict[str, Any]] = []
     sides: dict[str, dict[str, Any]] = {}
     main_steer: list[np.ndarray] = []
@@ -187,24 +187,15 @@ def collect_samples(recordings: list[Recording], config: TrainConfig,
         for spec, correction in cameras:
             first = len(frames)
             frames += [(number, int(row), spec.name) for row in rows[train]]
-            ids = np.arange(first, len(frames))
-            parts["tf"].append(ids)
-            parts["ts"].append(np.clip(steer[rows[train]] + correction, -1, 1))
-            parts["tv"].append(np.full(len(ids), spec.fov))
+            train_parts.append((np.arange(first, len(frames)),
+                                np.clip(steer[rows[train]] + correction, -1, 1),
+                                np.full(int(train.sum()), spec.fov)))
         first = len(frames)
         frames += [(number, int(row), main.name) for row in rows[val]]
-        parts["vf"].append(np.arange(first, len(frames)))
-        parts["vs"].append(steer[rows[val]])
-        parts["vv"].append(np.full(int(val.sum()), main.fov))
-
-    def join(key: str, dtype: type) -> np.ndarray:
-        return np.concatenate(parts[key]).astype(dtype) if parts[key] else np.zeros(0, dtype)
-
+        val_parts.append((np.arange(first, len(frames)), steer[rows[val]],
+                          np.full(int(val.sum()), main.fov)))
     names = ", ".join(str(r.path) for r in recordings)
-    train = Samples(join("tf", np.int64), join("ts", np.float32), join("tv", np.float32),
-                    np.ones(len(join("tf", np.int64)), np.float32))
-    val = Samples(join("vf", np.int64), join("vs", np.float32), join("vv", np.float32),
-                  np.ones(len(join("vf", np.int64)), np.float32))
+    train, val = _samples(train_parts), _samples(val_parts)
     if len(train) == 0:
         raise RecordingError(f"{names}: no usable frames to train on (camera {config.camera!r})")
     if config.val_fraction > 0 and len(val) == 0:
@@ -216,6 +207,14 @@ def collect_samples(recordings: list[Recording], config: TrainConfig,
     store = FrameStore(recordings, frames, config.preprocessing, ram_budget=ram_budget)
     return TrainingData(store, train, val, described, list(sides.values()),
                         float(np.concatenate(main_steer).mean()))
+
+
+def _samples(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Samples:
+    if not parts:
+        return Samples(np.zeros(0, np.int64), *(np.zeros(0, np.float32) for _ in range(3)))
+    ids, steer, fov = (np.concatenate(column) for column in zip(*parts, strict=True))
+    return Samples(ids.astype(np.int64), steer.astype(np.float32), fov.astype(np.float32),
+                   np.ones(len(ids), np.float32))
 
 
 def _versions() -> dict[str, str]:
