@@ -337,3 +337,17 @@ def test_bad_settings_are_refused(tmp_path, recordings) -> None:
         _config(recordings, tmp_path / "model.h5")
     with pytest.raises(DriveVizError, match="--val-fraction"):
         _config(recordings, tmp_path / "m.keras", val_fraction=1.5)
+
+
+def test_same_seed_trains_the_same_weights(recordings, tmp_path) -> None:
+    from drive_viz.model.dave2 import load_steering_model
+    from drive_viz.model.train import train
+
+    def weights(name: str, seed: int) -> list[np.ndarray]:
+        config = _config(recordings, tmp_path / f"{name}.keras", epochs=1, heldout=[], seed=seed)
+        train(config, verbose=0, deterministic=False)
+        return load_steering_model(tmp_path / f"{name}.keras").get_weights()
+
+    first, again, other = weights("a", 5), weights("b", 5), weights("c", 6)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, c) for a, c in zip(first, other, strict=True))
