@@ -89,7 +89,7 @@ class AttentionEngine:
         if missing:
             raise ModelError(f"layer(s) {missing} not in the model (layers: "
                              f"{', '.join(self.network.layer_names)})")
-        self.activation_layers = tuple(activation_layers)
+        self.activation_layers = tuple(dict.fromkeys(activation_layers))
         wants_cam = any(name in m.CAM_METHODS for name in self.methods)
         if gradcam_layer is None:
             gradcam_layer = default_gradcam_layer(self.network) if wants_cam else None
@@ -105,6 +105,7 @@ class AttentionEngine:
         self.smoothgrad_sigma = float(smoothgrad_sigma)
         self.seed = int(seed)
         self.ig_steps = int(ig_steps)
+        _fill_array(ig_baseline, "ig_baseline")  # a bad name fails here, not mid-replay
         self.ig_baseline = ig_baseline
         self._occlusion_masks = m.occlusion_patches(self.network.input_hw, occlusion_patch,
                                                     occlusion_stride)
