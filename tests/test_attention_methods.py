@@ -120,7 +120,8 @@ def test_maintain_gradient_is_minus_y_times_steer_gradient(dave2_elu, frames):
 
 @pytest.mark.parametrize("baseline", ["black", "zeros"])
 def test_integrated_gradients_completeness(dave2_elu, frames, baseline):
-    engine = AttentionEngine(dave2_elu, ("integrated_gradients",), ig_steps=64)
+    # 48 steps for 2 frames: chunks of 32 samples, the second half padding (weight 0).
+    engine = AttentionEngine(dave2_elu, ("integrated_gradients",), ig_steps=48)
     maps = engine(frames, baseline=baseline).maps["integrated_gradients"]
     reference = {"black": (0.0, 128.0, 128.0), "zeros": (0.0, 0.0, 0.0)}[baseline]
     start = np.broadcast_to(np.asarray(reference, np.float32), frames.shape)
@@ -322,4 +323,4 @@ def test_smoothgrad_is_seeded_and_reduces_to_saliency_without_noise(dave2_elu, f
     noiseless = AttentionEngine(dave2_elu, ("smoothgrad", "saliency"), smoothgrad_samples=2,
                                 smoothgrad_sigma=0.0)(frames[:1])
     np.testing.assert_allclose(noiseless.maps["smoothgrad"], noiseless.maps["saliency"],
-                               rtol=1e-5)
+                               rtol=1e-4, atol=1e-4 * noiseless.maps["saliency"].max())

@@ -29,6 +29,8 @@ DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
 NAMED_FILLS = {"black": (0.0, 128.0, 128.0), "zeros": (0.0, 0.0, 0.0),
                "gray": (128.0, 128.0, 128.0)}
 _OCCLUSION_CHUNK = 128
+#: Frames per backward pass when SmoothGrad / integrated gradients batch their samples.
+_GRADIENT_BATCH = 64
 
 
 @dataclass
@@ -208,19 +210,32 @@ class AttentionEngine:
 
     def _smoothgrad_pass(self, x: tf.Tensor) -> tf.Tensor:
         self._count_trace("smoothgrad")
+        count = x.shape[0]
+        weights, chunks, per_chunk = _chunked(self.smoothgrad_samples, count)
         total = tf.zeros(tf.shape(x)[:3], tf.float32)
-        for sample in tf.range(self.smoothgrad_samples):
-            noise = tf.random.stateless_normal(tf.shape(x), seed=tf.stack([self.seed, sample]),
+        for chunk in tf.range(chunks):
+            noise = tf.random.stateless_normal((per_chunk * count, *x.shape[1:]),
+                                               seed=tf.stack([self.seed, chunk]),
                                                stddev=self.smoothgrad_sigma * 255.0)
-            total += m.saliency(self._input_gradient(x + noise))
+            noisy = tf.tile(x, (per_chunk, 1, 1, 1)) + noise
+            maps = tf.reshape(m.saliency(self._input_gradient(noisy)),
+                              (per_chunk, count, *x.shape[1:3]))
+            total += tf.tensordot(tf.constant(weights)[chunk], maps, axes=1)
         return total / self.smoothgrad_samples
 
     def _integrated_gradients_pass(self, x: tf.Tensor, baseline: tf.Tensor) -> tf.Tensor:
         self._count_trace("integrated_gradients")
+        count = x.shape[0]
+        weights, chunks, per_chunk = _chunked(self.ig_steps, count)
+        alphas = tf.constant((np.arange(chunks * per_chunk, dtype=np.float32) + 0.5)
+                             .reshape(chunks, per_chunk) / self.ig_steps)
         total = tf.zeros_like(x)
-        for step in tf.range(self.ig_steps):
-            alpha = (tf.cast(step, tf.float32) + 0.5) / self.ig_steps
-            total += self._input_gradient(baseline + alpha * (x - baseline))
+        for chunk in tf.range(chunks):
+            alpha = tf.reshape(alphas[chunk], (per_chunk, 1, 1, 1, 1))
+            points = tf.reshape(baseline[None] + alpha * (x - baseline)[None],
+                                (per_chunk * count, *x.shape[1:]))
+            grads = tf.reshape(self._input_gradient(points), (per_chunk, count, *x.shape[1:]))
+            total += tf.tensordot(tf.constant(weights)[chunk], grads, axes=1)
         return tf.reduce_sum((x - baseline) * total, axis=-1) / self.ig_steps
 
     def _occlusion_pass(self, frame: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
@@ -246,6 +261,16 @@ class AttentionEngine:
             drops = scores[count] - scores[:count]
             maps[index] = np.tensordot(drops, masks, axes=1) / coverage
         return maps
+
+
+def _chunked(samples: int, count: int) -> tuple[np.ndarray, int, int]:
+    """Split ``samples`` evaluations of a batch of ``count`` frames into chunks of about
+    ``_GRADIENT_BATCH`` frames: weights (chunks, per_chunk) float32, 1 for real samples and 0
+    for the padding of the last chunk; the number of chunks; samples per chunk."""
+    per_chunk = max(1, min(samples, _GRADIENT_BATCH // count))
+    chunks = -(-samples // per_chunk)
+    weights = (np.arange(chunks * per_chunk) < samples).astype(np.float32)
+    return weights.reshape(chunks, per_chunk), chunks, per_chunk
 
 
 def _fill_array(spec: str | float | Sequence[float] | np.ndarray, what: str) -> np.ndarray:
