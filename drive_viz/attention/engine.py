@@ -170,7 +170,7 @@ class AttentionEngine:
     def _shared_pass(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         self._count_trace("shared")
         wants_input_grad = any(name in m.INPUT_GRADIENT_METHODS for name in self.methods)
-        wants_cam = self.gradcam_layer is not None
+        wants_cam = any(name in m.CAM_METHODS for name in self.methods)
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
             output, layers = self.network.forward(x)
