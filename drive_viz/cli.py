@@ -15,6 +15,9 @@ from drive_viz import __version__
 from drive_viz.errors import DriveVizError
 
 Command = Callable[[argparse.Namespace], int]
+UNSAFE_MODEL_HELP = ("load a model even if it needs unsafe deserialization (Lambda layers, "
+                     "arbitrary Python): RISK: such a file can run any code on this machine "
+                     "when loaded; use only for model files you made or trust")
 
 
 def _lazy(target: str) -> Command:
@@ -160,8 +163,7 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
                         help="gradient-ascent steps per image (default: 128)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise")
     parser.add_argument("--out", required=True, help="output PNG file")
-    parser.add_argument("--unsafe-model", action="store_true",
-                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.attention.features:run"))
 
 
@@ -192,6 +194,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an existing run folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.replay:run"))
 
 
@@ -209,6 +212,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
                         help="model to replay with (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic world seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.replay:run_demo"))
 
 
@@ -238,8 +242,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=int, default=2,
                         help="pointing-game tolerance in pixels of the 66x200 view (default: 2)")
     parser.add_argument("--camera", default=None, help="camera to use (default: the first)")
-    parser.add_argument("--unsafe-model", action="store_true",
-                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.attention.evaluate:run"))
 
 
@@ -290,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except DriveVizError as exc:
         print(f"drive-viz: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable output, a full disk, a vanished input
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"drive-viz: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("drive-viz: interrupted", file=sys.stderr)

@@ -72,6 +72,7 @@ class ReplayOptions:
     batch_size: int = 32
     overwrite: bool = False
     progress: bool = True
+    unsafe_model: bool = False
 
     @property
     def main_method(self) -> str:
@@ -282,7 +283,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     if not positions_rows:
         raise DriveVizError(f"{rec.path}: no frames in rows {options.start}..{end} "
                             f"(the recording has {len(rec)} rows)")
-    model = load_steering_model(model_path)
+    model = load_steering_model(model_path, unsafe=options.unsafe_model)
     prep = model_preprocessing(model_path)
     outputs = _Outputs(Path(out), options.overwrite)
 
@@ -618,7 +619,7 @@ def run(args: argparse.Namespace) -> int:
         methods=_parse_methods(args.methods), layout=args.layout, start=args.start,
         end=args.end, stride=args.stride, camera=args.camera, video=not args.no_video,
         target=args.target, batch_size=args.batch_size, overwrite=args.overwrite,
-        progress=not args.quiet)
+        progress=not args.quiet, unsafe_model=args.unsafe_model)
     summary = replay(args.recording, args.model, args.out, options)
     _print_result(Path(args.out), summary)
     return 0
@@ -643,13 +644,18 @@ def run_demo(args: argparse.Namespace) -> int:
     """
     import tempfile
 
+    from drive_viz.recording.format import META_FILE, read_meta
+
     recording = Path(args.recording)
     model = Path(args.model)
-    if not (recording / "meta.json").is_file():
+    exists = (recording / META_FILE).is_file()
+    if not exists or not read_meta(recording).finished:
         from drive_viz.sim.synth import write_synthetic_recording
 
+        # Absent, or left unfinished by an interrupted demo: (re)generate it.
         print(f"generating a synthetic drive of {args.frames} frames into {recording} ...")
-        write_synthetic_recording(recording, frames=args.frames, seed=args.seed)
+        write_synthetic_recording(recording, frames=args.frames, seed=args.seed,
+                                  overwrite=exists)
     with tempfile.TemporaryDirectory() as scratch:
         if not model.is_file():
             from drive_viz.model.dave2 import build_dave2
@@ -658,7 +664,8 @@ def run_demo(args: argparse.Namespace) -> int:
                   "with an UNTRAINED DAVE-2, so the maps show a random network")
             model = Path(scratch) / "dave2_untrained.keras"
             build_dave2(seed=0).save(model)
-        options = ReplayOptions(overwrite=True, progress=not args.quiet)
+        options = ReplayOptions(overwrite=True, progress=not args.quiet,
+                                unsafe_model=args.unsafe_model)
         summary = replay(recording, model, args.out, options)
     _print_result(Path(args.out), summary)
     return 0
