@@ -9,11 +9,15 @@ import cv2
 import numpy as np
 
 from drive_viz.errors import FrameError
+from drive_viz.recording.format import MAX_IMAGE_SIDE
 
 JPEG_QUALITY = 92
 MAX_IMAGE_BYTES = 64 << 20
 _JPEG_START = b"\xff\xd8"
 _JPEG_END = b"\xff\xd9"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: JPEG start-of-frame markers (C0..CF without DHT C4, JPG C8 and DAC CC): they carry the size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def decode_image(path: Path, expect_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -97,4 +101,40 @@ def read_image_bytes(path: Path) -> bytes:
         raise FrameError(f"{path}: {exc.strerror or exc}") from None
     if data[:2] == _JPEG_START and _JPEG_END not in data[-64:]:
         raise FrameError(f"{path}: truncated JPEG (no end-of-image marker)")
+    width, height = claimed_size(data, path)
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise FrameError(f"{path}: header claims {width}x{height} pixels, outside "
+                         f"1..{MAX_IMAGE_SIDE} per side; not decoded")
     return data
+
+
+def claimed_size(data: bytes, path: Path) -> tuple[int, int]:
+    """(width, height) in pixels as a JPEG's frame header or a PNG's IHDR chunk states it,
+    read from the bytes without decoding (so a forged size is refused before any pixel buffer
+    is allocated). FrameError for anything that is not a JPEG or PNG with such a header."""
+    if data.startswith(_PNG_SIGNATURE):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise FrameError(f"{path}: PNG without an IHDR header")
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not data.startswith(_JPEG_START):
+        raise FrameError(f"{path}: not a JPEG or PNG image")
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            break
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            position += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+        elif marker in _JPEG_SOF:
+            if position + 9 > len(data):
+                break
+            height = int.from_bytes(data[position + 5:position + 7], "big")
+            width = int.from_bytes(data[position + 7:position + 9], "big")
+            return width, height
+        elif marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            break
+        else:
+            position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    raise FrameError(f"{path}: JPEG without a readable frame header")
