@@ -34,20 +34,27 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from drive_viz.analysis import (
+    ACTIVATION_LAYER,
+    DEFAULT_METHODS,
+    TARGETS,
+    AnalysisBatch,
+    FrameAnalyzer,
+    check_methods,
+)
 from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.model.preprocess import (
-    INPUT_SHAPE,
     Preprocessing,
     input_to_rgb,
     preprocess_frame,
     preprocess_mask,
 )
-from drive_viz.render.colormap import DEFAULT_OPACITY, RunningScale, blend_heat
+from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline, heat_on_frame
 
-DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
-TARGETS = ("steer", "left", "maintain")
-ACTIVATION_LAYER = "conv1"
+__all__ = ["ACTIVATION_LAYER", "DEFAULT_METHODS", "OUTPUT_FILES", "TARGETS", "ReplayOptions",
+           "replay"]
+
 OUTPUT_FILES = ("frames.parquet", "frames.csv", "summary.json", "report.html", "annotated.mp4")
 PARTIAL_SUFFIX = ".partial"
 GALLERY_SIZE = 6
@@ -258,24 +265,13 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     Everything that can be refused (recording, model, methods, camera, range, RUN folder) is
     checked before any frame is processed.
     """
-    from drive_viz.attention import METHODS, AttentionEngine
-    from drive_viz.attention.grids import LayerScale, tile_activations
-    from drive_viz.attention.stats import activation_summary, map_statistics
     from drive_viz.model.dave2 import load_steering_model, model_preprocessing
     from drive_viz.recording.reader import open_recording
 
     rec = open_recording(recording_path)
     camera = options.camera or rec.cameras[0]
     rec.meta.camera(camera)
-    unknown = [m for m in options.methods if m not in METHODS]
-    if unknown or not options.methods:
-        raise DriveVizError(f"--methods: unknown method(s) {unknown}; "
-                            f"choose from {', '.join(METHODS)}")
-    if options.main_method not in options.methods:
-        raise DriveVizError(f"--layout {options.main_method!r} is not one of --methods "
-                            f"{list(options.methods)}")
-    if options.target not in TARGETS:
-        raise DriveVizError(f"--target must be one of {TARGETS}, not {options.target!r}")
+    check_methods(options.methods, options.main_method, options.target)
     if options.stride < 1 or options.batch_size < 1:
         raise DriveVizError("--stride and --batch-size must be at least 1")
     end = len(rec) if options.end is None else min(options.end, len(rec))
@@ -287,17 +283,14 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     prep = model_preprocessing(model_path)
     outputs = _Outputs(Path(out), options.overwrite)
 
-    engine = AttentionEngine(model, methods=tuple(options.methods), target=options.target,
-                             activation_layers=(ACTIVATION_LAYER,))
+    analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=options.video,
+                             batch_size=options.batch_size)
     fps = rec.fps / options.stride
     steering = rec.steering()
     frame_numbers = rec.table["frame"].to_numpy(np.int64)
     times = rec.table["t"].to_numpy(np.float64)
     with_masks = rec.has_masks(camera)
     timeline = Timeline(steering[positions_rows])
-    scales = {m: RunningScale() for m in options.methods}
-    previous_maps: dict[str, np.ndarray | None] = dict.fromkeys(options.methods)
-    layer_scale: list[Any] = []
     skipped: list[dict[str, Any]] = []
     skip_reasons: Counter[str] = Counter()
     mask_problems: list[str] = []
@@ -344,37 +337,15 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         pipeline.put(decoded, None)
 
     def analyse(batch: _Batch) -> _Batch:
-        tick = time.perf_counter()
+        analysis: AnalysisBatch = analyzer.analyse(batch.inputs, steering[batch.rows],
+                                                   batch.masks)
         n = len(batch.rows)
-        inputs = batch.inputs
-        if n < options.batch_size:  # pad: one traced shape for the whole run
-            pad = np.zeros((options.batch_size - n, *INPUT_SHAPE), np.float32)
-            inputs = np.concatenate([inputs, pad])
-        result = engine(inputs)
-        prediction = np.asarray(result.prediction, np.float64)[:n]
         columns: dict[str, Any] = {
             "frame": frame_numbers[batch.rows], "row": np.asarray(batch.rows, np.int64),
-            "t": times[batch.rows], "steer_true": steering[batch.rows], "steer_pred": prediction,
-        }
-        columns["abs_error"] = np.abs(prediction - columns["steer_true"])
-        masks = batch.masks if any(m is not None for m in batch.masks) else None
-        for method in options.methods:
-            raw = np.asarray(result.maps[method], np.float32)[:n]
-            stats = map_statistics(raw, masks, previous_maps[method])
-            previous_maps[method] = raw[-1].copy()
-            for name, values in stats.items():
-                columns[f"{method}_{name}"] = values
-            batch.heat[method] = scales[method].normalize(raw)
-        acts = np.asarray(result.activations[ACTIVATION_LAYER], np.float32)[:n]
-        for name, values in activation_summary(acts).items():
-            columns[f"{ACTIVATION_LAYER}_{name}"] = values
-        if options.video:
-            if not layer_scale:
-                layer_scale.append(LayerScale.fit(acts))
-            batch.grids = tile_activations(acts, layer_scale[0])
-        model_ms = (time.perf_counter() - tick) * 1000 / n
-        columns["decode_ms"] = np.asarray(batch.decode_ms)
-        columns["model_ms"] = np.full(n, model_ms)
+            "t": times[batch.rows], **analysis.columns,
+            "decode_ms": np.asarray(batch.decode_ms), "model_ms": np.full(n, analysis.model_ms)}
+        batch.heat = analysis.heat
+        batch.grids = analysis.grids
         batch.table = pd.DataFrame(columns)
         _collect_gallery(batch, options, prep, by_error, off_road)
         return batch

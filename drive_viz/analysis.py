@@ -1,0 +1,138 @@
+"""Per-frame analysis shared by replay and live: model, attention maps, statistics, display.
+
+``FrameAnalyzer.analyse(inputs, steer_true, masks)`` runs ONE attention engine call on a batch
+of network inputs and turns its output into everything a caller shows or stores: the
+prediction, the raw maps, display heat (``RunningScale``, one per method, kept across calls so
+frames are comparable), the conv1 activation grid (a ``LayerScale`` fitted on the first batch
+and then held fixed) and the per-frame statistics columns. State carried between calls (the
+running scales, the previous frame's maps for ``temporal_corr``) assumes the batches arrive in
+drive order. Replay calls it with batches of ``batch_size`` frames, live with one frame per
+simulation step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from drive_viz.errors import DriveVizError
+from drive_viz.model.preprocess import INPUT_SHAPE
+from drive_viz.render.colormap import RunningScale
+
+DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
+TARGETS = ("steer", "left", "maintain")
+ACTIVATION_LAYER = "conv1"
+
+
+def check_methods(methods: Sequence[str], layout: str, target: str) -> None:
+    """Refuse unknown ``methods``, a ``layout`` method that is not one of them, or an unknown
+    ``target``, with one-line DriveVizErrors naming the option."""
+    from drive_viz.attention import METHODS
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise DriveVizError(f"--methods: unknown method(s) {unknown}; "
+                            f"choose from {', '.join(METHODS)}")
+    if layout not in methods:
+        raise DriveVizError(f"--layout {layout!r} is not one of --methods {list(methods)}")
+    if target not in TARGETS:
+        raise DriveVizError(f"--target must be one of {TARGETS}, not {target!r}")
+
+
+@dataclass
+class AnalysisBatch:
+    """One ``analyse`` call's output for N frames.
+
+    ``prediction`` (N,) float64 steering; ``maps[method]`` (N, 66, 200) float32 raw maps;
+    ``heat[method]`` (N, 66, 200) float32 display heat in [0, 1]; ``grids`` (N, h, w) float32
+    conv1 activation grid in [0, 1] (None without video); ``columns`` name -> (N,) arrays in
+    table order: ``steer_true``, ``steer_pred``, ``abs_error``, ``<method>_<statistic>``,
+    ``conv1_<summary>``; ``engine_ms`` the engine call and ``post_ms`` statistics, heat and grid,
+    both per frame in milliseconds, and ``model_ms`` their sum.
+    """
+
+    prediction: np.ndarray
+    maps: dict[str, np.ndarray]
+    heat: dict[str, np.ndarray]
+    grids: np.ndarray | None
+    columns: dict[str, np.ndarray]
+    engine_ms: float
+    post_ms: float
+
+    @property
+    def model_ms(self) -> float:
+        return self.engine_ms + self.post_ms
+
+
+class FrameAnalyzer:
+    """The attention engine plus statistics and display scaling for a stream of frames.
+
+    ``model``: a loaded steering model; ``methods``: attention method names (``METHODS``);
+    ``target``: what the maps explain (``TARGETS``); ``with_video``: also tile the conv1
+    activation grid; ``batch_size``: pad smaller batches to this many frames so one traced
+    shape serves the whole run (None: no padding).
+    """
+
+    def __init__(self, model: Any, methods: Sequence[str] = DEFAULT_METHODS,
+                 target: str = "steer", *, with_video: bool = True,
+                 batch_size: int | None = None) -> None:
+        from drive_viz.attention import AttentionEngine
+
+        self.methods = tuple(methods)
+        self.with_video = with_video
+        self.batch_size = batch_size
+        self.engine = AttentionEngine(model, methods=self.methods, target=target,
+                                      activation_layers=(ACTIVATION_LAYER,))
+        self.scales = {m: RunningScale() for m in self.methods}
+        self.layer_scale: Any = None
+        self._previous_maps: dict[str, np.ndarray | None] = dict.fromkeys(self.methods)
+
+    def analyse(self, inputs: np.ndarray, steer_true: np.ndarray | Sequence[float],
+                masks: Sequence[np.ndarray | None] | None = None) -> AnalysisBatch:
+        """Analyse ``inputs`` (N, 66, 200, 3) float32 YUV frames that follow the previous call's.
+
+        ``steer_true`` (N,) recorded steering (NaN where unknown); ``masks``: N class masks
+        (66, 200) uint8 in the network's view, or None entries / None for frames without one.
+        """
+        from drive_viz.attention.grids import LayerScale, tile_activations
+        from drive_viz.attention.stats import activation_summary, map_statistics
+
+        tick = time.perf_counter()
+        n = len(inputs)
+        padded = inputs
+        if self.batch_size is not None and n < self.batch_size:
+            pad = np.zeros((self.batch_size - n, *INPUT_SHAPE), np.float32)
+            padded = np.concatenate([inputs, pad])
+        result = self.engine(padded)
+        engine_done = time.perf_counter()
+        prediction = np.asarray(result.prediction, np.float64).reshape(len(padded), -1)[:n, 0]
+        true = np.asarray(steer_true, np.float64)
+        columns: dict[str, np.ndarray] = {"steer_true": true, "steer_pred": prediction,
+                                          "abs_error": np.abs(prediction - true)}
+        if masks is not None and all(mask is None for mask in masks):
+            masks = None
+        maps, heat = {}, {}
+        for method in self.methods:
+            raw = np.asarray(result.maps[method], np.float32)[:n]
+            stats = map_statistics(raw, masks, self._previous_maps[method])
+            self._previous_maps[method] = raw[-1].copy()
+            for name, values in stats.items():
+                columns[f"{method}_{name}"] = values
+            maps[method] = raw
+            heat[method] = self.scales[method].normalize(raw)
+        acts = np.asarray(result.activations[ACTIVATION_LAYER], np.float32)[:n]
+        for name, values in activation_summary(acts).items():
+            columns[f"{ACTIVATION_LAYER}_{name}"] = values
+        grids = None
+        if self.with_video:
+            if self.layer_scale is None:
+                self.layer_scale = LayerScale.fit(acts)
+            grids = tile_activations(acts, self.layer_scale)
+        done = time.perf_counter()
+        return AnalysisBatch(prediction=prediction, maps=maps, heat=heat, grids=grids,
+                             columns=columns, engine_ms=(engine_done - tick) * 1000 / n,
+                             post_ms=(done - engine_done) * 1000 / n)
