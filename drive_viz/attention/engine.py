@@ -3,9 +3,11 @@
 ``AttentionEngine(model, methods=...)`` traces its TensorFlow functions once (per input batch
 shape) and reuses them on every call. The shared pass is ONE forward and (when a gradient
 method is asked for) ONE backward pass that yields the prediction, the activations, saliency,
-gradient, gradient x input, Grad-CAM and Grad-CAM++; VisualBackProp reuses its forward
-activations. Guided backprop, SmoothGrad, integrated gradients and occlusion need passes of
-their own. ``attribute(model, inputs, method=...)`` is the one-method shortcut.
+gradient, gradient x input, and Grad-CAM / Grad-CAM++ on the Grad-CAM layer and on any extra
+``gradcam_layers`` (one backward pass reaches them all); VisualBackProp and CAM (GAP heads)
+reuse its forward activations. Guided backprop, SmoothGrad, integrated gradients and occlusion
+need passes of their own; Guided Grad-CAM(++) multiplies the guided pass's map with the shared
+pass's Grad-CAM(++) map. ``attribute(model, inputs, method=...)`` is the one-method shortcut.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tensorflow as tf
 
 from drive_viz.attention import methods as m
 from drive_viz.attention.network import Network
-from drive_viz.attention.targets import Target, check_target, target_score
+from drive_viz.attention.targets import Target, TargetError, check_target, target_score
 from drive_viz.errors import ModelError
 
 DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
@@ -39,12 +41,37 @@ class AttentionResult:
 
     ``prediction`` (N,) float32 network output; ``maps`` method name -> (N, 66, 200) float32
     raw map (sign and scale in ``METHODS``); ``activations`` layer name -> that layer's
-    output, e.g. conv1 (N, 31, 98, 24) float32, post-activation.
+    output, e.g. conv1 (N, 31, 98, 24) float32, post-activation; ``gradcam_by_layer``: conv
+    layer name -> its Grad-CAM map (N, 66, 200) float32 for the engine's ``gradcam_layers``.
     """
 
     prediction: np.ndarray
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     activations: dict[str, np.ndarray] = field(default_factory=dict)
+    gradcam_by_layer: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def gap_head(model: Any) -> tuple[str, Any]:
+    """(conv layer under the GAP, output Dense layer) of a model whose head is
+    GlobalAveragePooling2D then one linear Dense (Dropout allowed); ModelError otherwise."""
+    import keras
+
+    layers = [lay for lay in model.layers if not isinstance(lay, keras.layers.InputLayer)]
+    pools = [i for i, lay in enumerate(layers)
+             if isinstance(lay, keras.layers.GlobalAveragePooling2D)]
+    head = [lay for lay in layers[pools[-1] + 1:] if not isinstance(lay, keras.layers.Dropout)] \
+        if pools else []
+    below = layers[:pools[-1]] if pools else []
+    convs = [i for i, lay in enumerate(below) if isinstance(lay, keras.layers.Conv2D)]
+    block_ok = bool(convs) and all(
+        isinstance(lay, keras.layers.Activation | keras.layers.BatchNormalization
+                   | keras.layers.Dropout) for lay in below[convs[-1] + 1:])
+    if not (len(head) == 1 and isinstance(head[0], keras.layers.Dense)
+            and keras.activations.serialize(head[0].activation) == "linear" and block_ok):
+        raise ModelError(f"model {model.name!r}: cam needs a GAP head (Conv2D, "
+                         "GlobalAveragePooling2D, then one linear Dense output, as "
+                         "'drive-viz train --head gap' builds); use gradcam for this model")
+    return below[convs[-1]].name, head[0]
 
 
 def default_gradcam_layer(network: Network) -> str:
@@ -64,6 +91,9 @@ class AttentionEngine:
     ``methods``: names from ``METHODS``. ``target``: ``"steer"``, ``"left"``, ``"maintain"``
     or a ``UnitTarget`` (see ``targets``). ``gradcam_layer``: conv layer for Grad-CAM(++)
     (default ``default_gradcam_layer``). ``activation_layers``: layers whose outputs to return.
+    ``gradcam_layers``: conv layers whose Grad-CAM maps to return in ``gradcam_by_layer``,
+    all from the one shared backward pass. ``cam`` needs a GAP head (``gap_head``) and the
+    target ``"steer"`` or ``"left"``.
     SmoothGrad: ``smoothgrad_samples`` noisy copies, noise std ``smoothgrad_sigma`` x 255,
     ``seed``. Integrated gradients: ``ig_steps`` midpoint-rule steps from ``ig_baseline``
     (a name in ``NAMED_FILLS``, a number, or an array broadcastable to the inputs).
@@ -74,7 +104,8 @@ class AttentionEngine:
 
     def __init__(self, model: Any, methods: Sequence[str] = DEFAULT_METHODS,
                  target: Target = "steer", gradcam_layer: str | None = None,
-                 activation_layers: Sequence[str] = (), *, smoothgrad_samples: int = 16,
+                 activation_layers: Sequence[str] = (), *,
+                 gradcam_layers: Sequence[str] = (), smoothgrad_samples: int = 16,
                  smoothgrad_sigma: float = 0.15, seed: int = 0, ig_steps: int = 32,
                  ig_baseline: str | float | np.ndarray = "black", occlusion_patch: int = 10,
                  occlusion_stride: int = 5,
@@ -92,13 +123,28 @@ class AttentionEngine:
             raise ModelError(f"layer(s) {missing} not in the model (layers: "
                              f"{', '.join(self.network.layer_names)})")
         self.activation_layers = tuple(dict.fromkeys(activation_layers))
-        wants_cam = any(name in m.CAM_METHODS for name in self.methods)
-        if gradcam_layer is None:
-            gradcam_layer = default_gradcam_layer(self.network) if wants_cam else None
-        elif gradcam_layer not in self.network.conv_layers:
-            raise ModelError(f"Grad-CAM layer {gradcam_layer!r} is not a Conv2D layer of the "
-                             f"model (conv layers: {', '.join(self.network.conv_layers)})")
+        #: Grad-CAM(++) maps the shared pass computes: the requested ones and the factors of
+        #: the requested Guided Grad-CAM(++).
+        self._cam_maps = tuple(dict.fromkeys(
+            [name for name in self.methods if name in m.CAM_METHODS]
+            + [m.GUIDED_CAM_METHODS[name] for name in self.methods
+               if name in m.GUIDED_CAM_METHODS]))
+        self._wants_guided = "guided_backprop" in self.methods or any(
+            name in m.GUIDED_CAM_METHODS for name in self.methods)
+        for name in (gradcam_layer, *gradcam_layers):
+            if name is not None and name not in self.network.conv_layers:
+                raise ModelError(f"Grad-CAM layer {name!r} is not a Conv2D layer of the model "
+                                 f"(conv layers: {', '.join(self.network.conv_layers)})")
+        if gradcam_layer is None and self._cam_maps:
+            gradcam_layer = default_gradcam_layer(self.network)
         self.gradcam_layer = gradcam_layer
+        self.gradcam_layers = tuple(dict.fromkeys(gradcam_layers))
+        self._cam_head: tuple[str, Any] | None = None
+        if "cam" in self.methods:
+            if target not in ("steer", "left"):
+                raise TargetError(f"cam explains the steering output: target must be 'steer' "
+                                  f"or 'left', not {str(target)!r}")
+            self._cam_head = gap_head(model)
         if "visualbackprop" in self.methods and not self.network.conv_layers:
             raise ModelError("the model has no Conv2D layer for VisualBackProp")
         if smoothgrad_samples < 1 or ig_steps < 1:
@@ -130,9 +176,15 @@ class AttentionEngine:
         result = AttentionResult(prediction=shared.pop("prediction"))
         result.activations = {name: shared.pop(f"layer:{name}")
                               for name in self.activation_layers}
+        result.gradcam_by_layer = {name: shared.pop(f"gradcam:{name}")
+                                   for name in self.gradcam_layers}
         result.maps.update(shared)
-        if "guided_backprop" in self.methods:
+        if self._wants_guided:
             result.maps["guided_backprop"] = self._guided(x).numpy()
+            for name, cam_name in m.GUIDED_CAM_METHODS.items():
+                if name in self.methods:
+                    result.maps[name] = m.guided_gradcam(result.maps["guided_backprop"],
+                                                         result.maps[cam_name])
         if "smoothgrad" in self.methods:
             result.maps["smoothgrad"] = self._smoothgrad(x).numpy()
         if "integrated_gradients" in self.methods:
@@ -170,16 +222,21 @@ class AttentionEngine:
     def _shared_pass(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
         self._count_trace("shared")
         wants_input_grad = any(name in m.INPUT_GRADIENT_METHODS for name in self.methods)
-        wants_cam = any(name in m.CAM_METHODS for name in self.methods)
+        cam_layers = list(dict.fromkeys(
+            ([self.gradcam_layer] if self._cam_maps else []) + list(self.gradcam_layers)))
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
             output, layers = self.network.forward(x)
             score = target_score(self.target, output, layers)
-        sources = ([x] if wants_input_grad else []) + (
-            [layers[self.gradcam_layer]] if wants_cam else [])
+        sources = ([x] if wants_input_grad else []) + [layers[name] for name in cam_layers]
         grads = tape.gradient(score, sources) if sources else []
+        layer_grads = dict(zip(cam_layers, grads[len(grads) - len(cam_layers):], strict=True))
         out = {"prediction": output}
         out.update({f"layer:{name}": layers[name] for name in self.activation_layers})
+        for name in self.gradcam_layers:
+            out[f"gradcam:{name}"] = m.upsample_to_input(
+                m.gradcam(layers[name], layer_grads[name]), self.network.geometry[name],
+                self.network.input_hw)
         if wants_input_grad:
             input_grad = grads[0]
             if "saliency" in self.methods:
@@ -188,16 +245,25 @@ class AttentionEngine:
                 out["gradient"] = m.gradient(input_grad)
             if "gradient_x_input" in self.methods:
                 out["gradient_x_input"] = m.gradient_x_input(input_grad, x)
-        if wants_cam:
-            activations, cam_grad = layers[self.gradcam_layer], grads[-1]
+        if self._cam_maps:
+            activations = layers[self.gradcam_layer]
+            cam_grad = layer_grads[self.gradcam_layer]
             geometry = self.network.geometry[self.gradcam_layer]
-            if "gradcam" in self.methods:
+            if "gradcam" in self._cam_maps:
                 out["gradcam"] = m.upsample_to_input(
                     m.gradcam(activations, cam_grad), geometry, self.network.input_hw)
-            if "gradcam_plus_plus" in self.methods:
+            if "gradcam_plus_plus" in self._cam_maps:
                 out["gradcam_plus_plus"] = m.upsample_to_input(
                     m.gradcam_plus_plus(activations, cam_grad, score), geometry,
                     self.network.input_hw)
+        if self._cam_head is not None:
+            conv_name, dense = self._cam_head
+            weights = dense.kernel.value[:, 0]
+            if self.target == "left":
+                weights = -weights
+            out["cam"] = m.upsample_to_input(
+                m.class_activation_map(layers[conv_name], weights),
+                self.network.geometry[conv_name], self.network.input_hw)
         if "visualbackprop" in self.methods:
             convs = self.network.conv_layers
             out["visualbackprop"] = m.visualbackprop(

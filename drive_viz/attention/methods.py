@@ -51,6 +51,21 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("gradcam_plus_plus", "Grad-CAM++ weights alpha = g^2 / (2 g^2 + sum_ab(A) g^3), "
            "w_k = sum_ij alpha relu(g), times exp(S) (Chattopadhyay et al. 2018)",
            "non-negative", "score units times exp(S)", "shared forward + backward"),
+    Method("guided_gradcam", "guided_backprop times the upsampled gradcam map, pixel by "
+           "pixel (Selvaraju et al. 2017): fine detail from guided backprop where Grad-CAM "
+           "says the layer matters; zero wherever either factor is zero", "signed",
+           "score^2 per YUV level (guided_backprop's units times Grad-CAM's)",
+           "shared forward + backward, and the guided forward + backward"),
+    Method("guided_gradcam_plus_plus", "guided_backprop times the upsampled "
+           "gradcam_plus_plus map, pixel by pixel", "signed",
+           "score^2 per YUV level times exp(S)",
+           "shared forward + backward, and the guided forward + backward"),
+    Method("cam", "class activation map of a GAP head, no gradients: sum_k w_k A_k of the "
+           "conv layer under GlobalAveragePooling2D (DAVE-2 gap: conv5, 1x18 cells), w the "
+           "output Dense's weights, negated for target left; receptive-field-aligned bilinear "
+           "upsampling (Zhou et al. 2016). Only for a GAP head and targets steer/left",
+           "signed", "score units: the mean over the layer's cells plus the output bias is "
+           "the output y", "shared forward only"),
     Method("visualbackprop", "channel-mean feature maps multiplied down the conv stack with "
            "transposed convolutions of ones (Bojarski et al. 2016), per-frame max = 1",
            "non-negative", "[0, 1]", "shared forward only"),
@@ -62,9 +77,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 
 #: Methods computed from the shared forward (+ backward) pass.
 SHARED_PASS_METHODS = ("saliency", "gradient", "gradient_x_input", "gradcam",
-                       "gradcam_plus_plus", "visualbackprop")
+                       "gradcam_plus_plus", "cam", "visualbackprop")
 INPUT_GRADIENT_METHODS = ("saliency", "gradient", "gradient_x_input")
 CAM_METHODS = ("gradcam", "gradcam_plus_plus")
+#: Guided Grad-CAM(++) -> the Grad-CAM map it multiplies with guided backprop.
+GUIDED_CAM_METHODS = {"guided_gradcam": "gradcam", "guided_gradcam_plus_plus": "gradcam_plus_plus"}
 
 
 def saliency(grad: tf.Tensor) -> tf.Tensor:
@@ -104,6 +121,18 @@ def gradcam_plus_plus(activations: tf.Tensor, grad: tf.Tensor, score: tf.Tensor)
     exp_score = tf.exp(tf.minimum(score, 80.0))[:, None, None, None]
     weights = tf.reduce_sum(alpha * tf.nn.relu(exp_score * grad), axis=(1, 2), keepdims=True)
     return tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1))
+
+
+def guided_gradcam(guided: tf.Tensor, cam_map: tf.Tensor) -> tf.Tensor:
+    """Guided Grad-CAM(++): guided backprop (N, H, W) times the upsampled Grad-CAM(++) map
+    (N, H, W), elementwise."""
+    return guided * cam_map
+
+
+def class_activation_map(activations: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+    """CAM on the layer grid: A (N, h, w, K) and the output weights w (K,) -> sum_k w_k A_k
+    (N, h, w), signed (its mean over the grid plus the output bias is the output)."""
+    return tf.tensordot(activations, weights, axes=1)
 
 
 def _interpolation_matrix(size: int, cells: int, offset: float, stride: float) -> np.ndarray:
