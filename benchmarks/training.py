@@ -26,6 +26,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 BATCH = 64
+#: Forward 26.9 M multiply-adds per frame (DESIGN.md); a train step costs about 3 forwards.
+TRAIN_FLOP_PER_FRAME = 3 * 2 * 26.9e6
+MATMUL_CEILING_GFLOPS = 500.0
 
 
 def main() -> None:
@@ -89,8 +92,11 @@ def main() -> None:
     for name, rate in rows.items():
         print(f"{name:<45} {rate:>10.0f}")
     print(f"share of step time waiting for data: {waiting:.0%}")
+    gflops = rows["compute only (train step, cached batch)"] * TRAIN_FLOP_PER_FRAME / 1e9
+    print(f"train step: {gflops:.0f} GFLOP/s = {gflops / MATMUL_CEILING_GFLOPS:.0%} of the "
+          f"~{MATMUL_CEILING_GFLOPS:.0f} GFLOP/s matmul ceiling measured on these machines")
     result = {"batch": BATCH, "samples": len(data.train), "frames_per_second": rows,
-              "wait_share": waiting, "cpus": os.cpu_count(),
+              "wait_share": waiting, "train_step_gflops": gflops, "cpus": os.cpu_count(),
               "note": "one run on a shared, noisy machine; compare ratios, not absolutes"}
     out = Path(__file__).parent / "results" / "training.json"
     out.parent.mkdir(parents=True, exist_ok=True)
