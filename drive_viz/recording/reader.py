@@ -22,7 +22,9 @@ from drive_viz.recording.format import (
 )
 from drive_viz.recording.images import decode_image, decode_mask
 
-MAX_TABLE_BYTES = 2 << 30
+MAX_TABLE_BYTES = 1 << 29
+#: 2 million rows is 27 hours at 20 fps; a table claiming more is refused before it is parsed.
+MAX_TABLE_ROWS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,8 @@ def _read_table(path: Path, meta: RecordingMeta) -> pd.DataFrame:
         raw = raw[: raw.rfind(b"\n") + 1]
     if not raw.strip():
         raise RecordingError(f"{path}: empty table (no header row)")
+    if raw.count(b"\n") > MAX_TABLE_ROWS + 1:
+        raise RecordingError(f"{path}: more than {MAX_TABLE_ROWS} rows; refusing to load it")
     try:
         table = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False,
                             na_values=[""], encoding="utf-8")

@@ -52,11 +52,13 @@ class RecordingWriter:
         self.columns = list(LABEL_COLUMNS) + [image_column(c) for c in meta.camera_names]
         if with_masks:
             self.columns += [mask_column(c) for c in meta.camera_names]
+        # meta.json first: a folder killed at any later point is still recognisably a
+        # recording, so a rerun with --overwrite may replace it.
+        write_meta(self.path, self.meta)
         for camera in meta.camera_names:
             (self.path / "images" / camera).mkdir(parents=True, exist_ok=True)
             if with_masks:
                 (self.path / "masks" / camera).mkdir(parents=True, exist_ok=True)
-        write_meta(self.path, self.meta)
         self._table = open(self.path / TABLE_FILE, "w", encoding="utf-8", newline="")
         self._write_line(self.columns)
         self.frames_written = 0
@@ -72,7 +74,7 @@ class RecordingWriter:
                     raise RecordingError(
                         f"{self.path}: not empty and not a recording; refusing to overwrite it"
                     )
-                shutil.rmtree(self.path)
+                _remove_recording(self.path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -138,3 +140,16 @@ class RecordingWriter:
             self.close()
         else:
             self._table.close()
+
+
+def _remove_recording(folder: Path) -> None:
+    """Delete a recording folder with ``meta.json`` last, so that a deletion killed half-way
+    leaves a folder that is still recognisably a recording (and may be overwritten again)."""
+    for child in folder.iterdir():
+        if child.name == META_FILE:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    shutil.rmtree(folder)

@@ -25,6 +25,7 @@ from drive_viz.recording.importers.common import (
     Scan,
     SourceFrame,
     estimate_fps,
+    inside,
     plain_file_name,
     read_text_file,
 )
@@ -85,6 +86,8 @@ def _image_key(inputs: list[Any], types: list[Any]) -> str:
 
 def _scan_v2(tub: Path, report: ImportReport) -> tuple[list[Any], list[Any], list[SourceFrame]]:
     manifest = tub / MANIFEST_FILE
+    if not inside(tub, manifest):
+        raise RecordingError(f"{manifest}: symlink leaves the tub folder; not read")
     lines = []
     for number, line in enumerate(read_text_file(manifest, MAX_MANIFEST_BYTES).splitlines(), 1):
         if line.strip():
@@ -135,7 +138,8 @@ def _catalog_paths(tub: Path, listed: Any, report: ImportReport) -> list[Path]:
     if isinstance(listed, list) and listed:
         paths = []
         for name in listed:
-            if not isinstance(name, str) or not plain_file_name(name):
+            if not isinstance(name, str) or not plain_file_name(name) \
+                    or not inside(tub, tub / name):
                 report.skip("catalog path leaves the tub folder", f"{MANIFEST_FILE}: {name!r}")
             elif not (tub / name).is_file():
                 report.skip("catalog file missing", name)
@@ -143,12 +147,18 @@ def _catalog_paths(tub: Path, listed: Any, report: ImportReport) -> list[Path]:
                 paths.append(tub / name)
         return paths
     found = [(int(m.group(1)), p) for p in tub.iterdir() if (m := _CATALOG.match(p.name))]
-    return [p for _, p in sorted(found) if p.is_file()]
+    paths = []
+    for _, path in sorted(found):
+        if not inside(tub, path):
+            report.skip("catalog path leaves the tub folder", path.name)
+        elif path.is_file():
+            paths.append(path)
+    return paths
 
 
 def _v1_meta(tub: Path) -> dict[str, Any] | None:
     path = tub / V1_META_FILE
-    if not path.is_file():
+    if not path.is_file() or not inside(tub, path):
         return None
     try:
         meta = json.loads(read_text_file(path, MAX_RECORD_BYTES))
@@ -167,6 +177,9 @@ def _scan_v1(tub: Path, report: ImportReport) -> tuple[list[Any], list[Any], lis
         raise RecordingError(f"{tub}: donkeycar v1 tub without record_N.json files")
     frames = []
     for _, path in records:
+        if not inside(tub, path):
+            report.skip("record path leaves the tub folder", path.name)
+            continue
         try:
             record = json.loads(read_text_file(path, MAX_RECORD_BYTES))
         except (json.JSONDecodeError, RecordingError):

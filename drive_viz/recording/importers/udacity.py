@@ -24,6 +24,7 @@ from drive_viz.recording.importers.common import (
     Scan,
     SourceFrame,
     estimate_fps,
+    inside,
     plain_file_name,
     read_text_file,
 )
@@ -51,6 +52,8 @@ def scan(src: Path, report: ImportReport) -> tuple[Scan, Path]:
     """Read the log; return the frames and the dataset folder (the CSV's folder)."""
     log = src if src.is_file() else src / LOG_FILE
     root = log.parent
+    if not src.is_file() and not inside(root, log):
+        raise RecordingError(f"{log}: symlink leaves the dataset folder; not read")
     rows = _read_rows(log)
     header = _header(rows[0])
     if header is not None:
