@@ -29,9 +29,11 @@ ACTIVATION_LAYER = "conv1"
 
 
 def check_methods(methods: Sequence[str], layout: str, target: str) -> None:
-    """Refuse unknown ``methods``, a ``layout`` method that is not one of them, or an unknown
-    ``target``, with one-line DriveVizErrors naming the option."""
+    """Refuse unknown ``methods``, a ``layout`` method that is not one of them, or a
+    ``target`` that ``parse_target`` cannot read, with one-line DriveVizErrors naming the
+    option (whether a unit target exists in the model is checked when the engine is built)."""
     from drive_viz.attention import METHODS
+    from drive_viz.attention.targets import parse_target
 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -39,8 +41,7 @@ def check_methods(methods: Sequence[str], layout: str, target: str) -> None:
                             f"choose from {', '.join(METHODS)}")
     if layout not in methods:
         raise DriveVizError(f"--layout {layout!r} is not one of --methods {list(methods)}")
-    if target not in TARGETS:
-        raise DriveVizError(f"--target must be one of {TARGETS}, not {target!r}")
+    parse_target(target)
 
 
 @dataclass
@@ -72,20 +73,21 @@ class FrameAnalyzer:
     """The attention engine plus statistics and display scaling for a stream of frames.
 
     ``model``: a loaded steering model; ``methods``: attention method names (``METHODS``);
-    ``target``: what the maps explain (``TARGETS``); ``with_video``: also tile the conv1
-    activation grid; ``batch_size``: pad smaller batches to this many frames so one traced
-    shape serves the whole run (None: no padding).
+    ``target``: what the maps explain (text form, see ``parse_target``); ``with_video``:
+    also tile the conv1 activation grid; ``batch_size``: pad smaller batches to this many
+    frames so one traced shape serves the whole run (None: no padding).
     """
 
     def __init__(self, model: Any, methods: Sequence[str] = DEFAULT_METHODS,
                  target: str = "steer", *, with_video: bool = True,
                  batch_size: int | None = None) -> None:
         from drive_viz.attention import AttentionEngine
+        from drive_viz.attention.targets import parse_target
 
         self.methods = tuple(methods)
         self.with_video = with_video
         self.batch_size = batch_size
-        self.engine = AttentionEngine(model, methods=self.methods, target=target,
+        self.engine = AttentionEngine(model, methods=self.methods, target=parse_target(target),
                                       activation_layers=(ACTIVATION_LAYER,))
         self.scales = {m: RunningScale() for m in self.methods}
         self.layer_scale: Any = None

@@ -187,8 +187,10 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera", default=None, help="camera name (default: the first)")
     parser.add_argument("--no-video", action="store_true",
                         help="skip rendering and the video; write the tables and report only")
-    parser.add_argument("--target", default="steer", choices=("steer", "left", "maintain"),
-                        help="what the maps explain (default: steer)")
+    parser.add_argument("--target", default="steer",
+                        help="what the maps explain: steer, left, maintain, a unit LAYER:UNIT "
+                             "(conv3:17 filter mean, dense1:4) or a conv filter at a feature-map "
+                             "cell LAYER:UNIT@ROW,COL (conv3:17@2,10) (default: steer)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="frames per model call (default 32)")
     parser.add_argument("--overwrite", action="store_true",

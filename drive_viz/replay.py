@@ -205,6 +205,8 @@ class _Accumulator:
                           "xx": float((true * true).sum()), "yy": float((pred * pred).sum()),
                           "xy": float((true * pred).sum())})
         for column in table.columns:
+            if not pd.api.types.is_numeric_dtype(table[column]):
+                continue
             values = table[column].to_numpy(np.float64)
             finite = np.isfinite(values)
             self.column_sums[column] = self.column_sums.get(column, 0.0) + float(
@@ -342,7 +344,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         n = len(batch.rows)
         columns: dict[str, Any] = {
             "frame": frame_numbers[batch.rows], "row": np.asarray(batch.rows, np.int64),
-            "t": times[batch.rows], **analysis.columns,
+            "t": times[batch.rows], "target": np.full(n, str(analyzer.engine.target)),
+            **analysis.columns,
             "decode_ms": np.asarray(batch.decode_ms), "model_ms": np.full(n, analysis.model_ms)}
         batch.heat = analysis.heat
         batch.grids = analysis.grids
@@ -545,6 +548,7 @@ def _summary(rec: Any, camera: str, model_path: str | Path, options: ReplayOptio
              mask_problems: list[str], by_error: _Gallery, off_road: _Gallery,
              elapsed: float, fps: float, with_masks: bool) -> dict[str, Any]:
     from drive_viz.attention.stats import MAP_STATISTICS
+    from drive_viz.attention.targets import parse_target
 
     def brief(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         keys = ("frame", "row", "t", "steer_true", "steer_pred", "abs_error", "off_road_share")
@@ -561,7 +565,7 @@ def _summary(rec: Any, camera: str, model_path: str | Path, options: ReplayOptio
     parameters.pop("progress")
     return {
         "recording": str(rec.path), "source": rec.source, "model": str(model_path),
-        "parameters": parameters,
+        "target": str(parse_target(options.target)), "parameters": parameters,
         "frames": {"selected": len(positions_rows), "replayed": replayed,
                    "skipped": sum(skip_reasons.values())},
         "steering": accumulator.steering(),
