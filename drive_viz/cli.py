@@ -142,6 +142,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                              "back to the path (default 8)")
     parser.add_argument("--heldout", action="append", metavar="REC",
                         help="recording not trained on: report its steering MAE in the card")
+    parser.add_argument("--compare-with", metavar="MODEL", default=None,
+                        help="a model with the other head (flatten vs gap): put both models' "
+                             "MAE on this run's validation frames in the card's 'comparison'")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="one line per epoch instead of a progress bar")
     parser.set_defaults(run=_lazy("drive_viz.model.train:run"))
@@ -275,6 +278,59 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.sim.synth:run"))
 
 
+def _add_live(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "live", help="drive a simulator with the model and a live attention overlay",
+        description="Run the steering model in the synthetic world or CARLA frame by frame "
+                    "with the attention overlay; the model drives (or the expert/autopilot "
+                    "drives and the model runs in shadow). Reports autonomy (synthetic: "
+                    "(1 - interventions x 6 s / seconds) x 100, an intervention = leaving the "
+                    "lane) and the per-frame analysis latency. --display shows a window "
+                    "(q or Esc quits); --out RUN writes annotated.mp4, frames.parquet/csv, "
+                    "summary.json and the drive as RUN/recording.")
+    parser.add_argument("--world", choices=("synthetic", "carla"), default="synthetic",
+                        help="simulator (default: %(default)s)")
+    parser.add_argument("--model", default="models/dave2_synth.keras",
+                        help="steering model (default: %(default)s)")
+    parser.add_argument("--drive", choices=("model", "autopilot"), default="model",
+                        help="who steers: the model, or the expert/autopilot with the model in "
+                             "shadow (default: %(default)s)")
+    parser.add_argument("--methods", default="saliency,gradcam,visualbackprop",
+                        help="comma-separated attention methods (default: %(default)s)")
+    parser.add_argument("--layout", default=None,
+                        help="method shown over the camera frame (default: the first method)")
+    parser.add_argument("--target", default="steer", choices=("steer", "left", "maintain"),
+                        help="what the maps explain (default: steer)")
+    parser.add_argument("--frames", type=int, default=600,
+                        help="simulation steps to run (default: %(default)s)")
+    parser.add_argument("--display", action="store_true",
+                        help="show the overlay in a window (q or Esc quits)")
+    parser.add_argument("--out", default=None,
+                        help="run folder for the video, tables, summary and recording")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="synthetic world seed / CARLA spawn seed (default: %(default)s)")
+    parser.add_argument("--fps", type=float, default=20.0,
+                        help="simulation rate; one step is 1/fps s (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=None,
+                        help="camera width in pixels (default: synthetic 320, CARLA 800)")
+    parser.add_argument("--height", type=int, default=None,
+                        help="camera height in pixels (default: synthetic 160, CARLA 600)")
+    parser.add_argument("--host", default="localhost",
+                        help="CARLA server host (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=2000,
+                        help="CARLA server RPC port (default: %(default)s)")
+    parser.add_argument("--town", default=None,
+                        help="CARLA map to load (default: keep the server's current map)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the CARLA server and each tick "
+                             "(default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an existing run folder")
+    parser.add_argument("--unsafe-model", action="store_true",
+                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.set_defaults(run=_lazy("drive_viz.live:run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -283,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for add in (_add_info, _add_replay, _add_demo, _add_record, _add_train, _add_import,
-                _add_features, _add_evaluate, _add_synth):
+                _add_features, _add_evaluate, _add_synth, _add_live):
         add(commands)
     return parser
 

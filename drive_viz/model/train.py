@@ -31,7 +31,12 @@ from drive_viz.model.dataset import (
     training_dataset,
     validation_dataset,
 )
-from drive_viz.model.dave2 import build_dave2, card_path
+from drive_viz.model.dave2 import (
+    build_dave2,
+    card_path,
+    load_steering_model,
+    model_preprocessing,
+)
 from drive_viz.model.preprocess import Preprocessing
 from drive_viz.recording.format import CameraSpec, image_column
 from drive_viz.recording.images import write_file_atomic
@@ -64,6 +69,7 @@ class TrainConfig:
     gap_seconds: float = 1.0
     recovery: float = SteeringGeometry.recovery
     heldout: list[Path] = field(default_factory=list)
+    compare_with: Path | None = None
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __post_init__(self) -> None:
@@ -100,6 +106,8 @@ class TrainConfig:
             words.append("--rebalance")
         for heldout in self.heldout:
             words += ["--heldout", str(heldout)]
+        if self.compare_with is not None:
+            words += ["--compare-with", str(self.compare_with)]
         return shlex.join(words)
 
 
@@ -158,6 +166,9 @@ def collect_samples(recordings: list[Recording], config: TrainConfig,
     sides: dict[str, dict[str, Any]] = {}
     main_steer: list[np.ndarray] = []
     for number, recording in enumerate(recordings):
+        if config.camera not in recording.cameras:
+            raise RecordingError(f"{recording.path}: no camera {config.camera!r} (it has "
+                                 f"{', '.join(recording.cameras)}); pick one with --camera")
         main = recording.meta.camera(config.camera)
         cameras = [(main, 0.0)]
         if config.side_cameras:
@@ -252,6 +263,46 @@ def evaluate_heldout(model: Any, path: Path, config: TrainConfig, baseline_steer
             "baseline_steer": baseline_steer}
 
 
+def model_head(model: Any) -> str:
+    """``"gap"`` if the model pools its last conv layer globally, else ``"flatten"``."""
+    import keras
+
+    pooled = any(isinstance(layer, keras.layers.GlobalAveragePooling2D) for layer in model.layers)
+    return "gap" if pooled else "flatten"
+
+
+def _comparison_model(config: TrainConfig) -> Any:
+    """The ``--compare-with`` model, refused early if it cannot be compared on this data."""
+    path = config.compare_with
+    other = load_steering_model(path)
+    if model_head(other) == config.head:
+        raise DriveVizError(f"--compare-with {path}: it has the same head ({config.head}) as "
+                            "the model being trained; compare a flatten head with a gap head")
+    if model_preprocessing(path) != config.preprocessing:
+        raise DriveVizError(f"--compare-with {path}: it was trained with other preprocessing, "
+                            "so its inputs would differ")
+    if config.val_fraction == 0:
+        raise DriveVizError("--compare-with needs validation frames (--val-fraction > 0)")
+    return other
+
+
+def compare_heads(model: Any, other: Any, data: TrainingData, config: TrainConfig
+                  ) -> dict[str, Any]:
+    """Steering MAE of the trained ``model`` and of ``other`` on the same validation frames:
+    ``{"<head>_val_mae": ..., "<other head>_val_mae": ..., "compared_model", "data"}``."""
+    truth = data.val.steer.astype(np.float64)
+    maes = {}
+    for name, net in ((config.head, model), (model_head(other), other)):
+        predicted = net.predict(validation_dataset(data.store, data.val, config.batch_size),
+                                verbose=0)[:, 0]
+        maes[f"{name}_val_mae"] = float(np.mean(np.abs(predicted - truth)))
+    return {**maes, "compared_model": str(config.compare_with),
+            "data": {"recordings": [entry["path"] for entry in data.recordings],
+                     "camera": config.camera, "val_frames": len(data.val),
+                     "split": f"time blocks of {config.block_seconds:g} s, val fraction "
+                              f"{config.val_fraction:g}, seed {config.seed}"}}
+
+
 def _tf_error_to_frame_error(exc: Exception) -> FrameError:
     """The one-line FrameError message inside a TensorFlow error raised by the input stream."""
     text = str(getattr(exc, "message", exc))
@@ -273,6 +324,7 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
     import tensorflow as tf
 
     started = time.monotonic()
+    other = _comparison_model(config) if config.compare_with is not None else None
     recordings = [_open(Path(p)) for p in config.recordings]
     geometry = _geometry(recordings, config.recovery)
     data = collect_samples(recordings, config, geometry, ram_budget)
@@ -299,6 +351,8 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
                 callbacks=[stopper], shuffle=False, verbose=verbose).history
             heldout = [evaluate_heldout(model, Path(p), config, data.train_mean_steer)
                        for p in config.heldout]
+            comparison = compare_heads(model, other, data, config) if other is not None \
+                else None
         except tf.errors.OpError as exc:
             raise _tf_error_to_frame_error(exc) from None
     finally:
@@ -335,6 +389,7 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
         "best": {k: v[best] for k, v in history.items()},
         "history": history,
         "heldout": heldout[0] if len(heldout) == 1 else heldout or None,
+        "comparison": comparison,
         "training_seconds": round(time.monotonic() - started, 1),
         "versions": _versions(),
         "command": config.command(),
@@ -434,7 +489,8 @@ def run(args: argparse.Namespace) -> int:
         head=args.head, side_cameras=args.side_cameras, augment=not args.no_augment,
         rebalance=args.rebalance, val_fraction=args.val_fraction, patience=args.patience,
         camera=args.camera, block_seconds=args.block_seconds, gap_seconds=args.gap_seconds,
-        recovery=args.recovery_distance, heldout=[Path(p) for p in args.heldout or []])
+        recovery=args.recovery_distance, heldout=[Path(p) for p in args.heldout or []],
+        compare_with=Path(args.compare_with) if args.compare_with else None)
     card = train(config, verbose=1 if args.progress else 2)
     best = card["best"]
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items())
@@ -444,4 +500,8 @@ def run(args: argparse.Namespace) -> int:
     for entry in heldout if isinstance(heldout, list) else [heldout] if heldout else []:
         print(f"held-out {entry['recording']}: MAE {entry['mae']:.4f} vs. "
               f"{entry['baseline_mae']:.4f} for always predicting the training mean")
+    if card["comparison"]:
+        maes = ", ".join(f"{k} {v:.4f}" for k, v in card["comparison"].items()
+                         if k.endswith("_val_mae"))
+        print(f"same validation frames: {maes}")
     return 0
