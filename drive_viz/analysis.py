@@ -93,6 +93,11 @@ class FrameAnalyzer:
         self.layer_scale: Any = None
         self._previous_maps: dict[str, np.ndarray | None] = dict.fromkeys(self.methods)
 
+    def warm_up(self, batch: int = 1) -> None:
+        """Trace the engine for batches of ``batch`` frames (``batch_size`` when padding) now,
+        so the first real frame does not pay for it; no running state changes."""
+        self.engine(np.zeros((self.batch_size or batch, *INPUT_SHAPE), np.float32))
+
     def analyse(self, inputs: np.ndarray, steer_true: np.ndarray | Sequence[float],
                 masks: Sequence[np.ndarray | None] | None = None) -> AnalysisBatch:
         """Analyse ``inputs`` (N, 66, 200, 3) float32 YUV frames that follow the previous call's.

@@ -1,0 +1,478 @@
+"""``drive-viz live``: run the model in a simulator frame by frame with the attention overlay.
+
+Each simulation step: the camera frame goes through the preprocessing, the model and the
+attention engine (``FrameAnalyzer``, batch 1) and THE renderer (``OverlayRenderer``, no
+timeline); the model's steer drives the car (``--drive model``) or the world's expert / CARLA's
+autopilot drives and the model runs in shadow (``--drive autopilot``).
+
+Autonomy (synthetic world only), as NVIDIA reported it for DAVE-2 (Bojarski et al. 2016):
+an INTERVENTION is the car leaving its lane (``SyntheticWorld.off_lane``: more than 1.2 m from
+the lane centre or facing more than 90 degrees off the road); the car is then put back on the
+lane centre and the drive goes on. ``autonomy = (1 - interventions * 6 s / simulated seconds)
+* 100 %`` (each intervention is charged 6 s of human driving; floored at 0). The plain share
+``frames_without_intervention`` is the percentage of frames whose step did not end off the lane.
+
+Latency: the analysis a frame adds, preprocess + model and attention (``FrameAnalyzer``) +
+overlay draw, in milliseconds; shown in the overlay and summarized as p50 / p95. Obtaining the
+frame (world render, CARLA tick), video encoding and recording are outside it.
+
+Outputs in RUN (with ``--out``): ``annotated.mp4``, ``frames.parquet`` and ``frames.csv`` (the
+replay columns plus ``steer_applied``, ``intervention``, ``interventions``, ``lateral_offset``,
+``speed``, ``preprocess_ms``, ``latency_ms``), ``summary.json``, each written under a temp name
+and renamed at the end, and ``recording/``: the drive itself (camera frames, masks, the steer
+applied on each frame) for ``drive-viz replay``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer, check_methods
+from drive_viz.errors import DriveVizError
+from drive_viz.model.preprocess import Preprocessing, preprocess_frame, preprocess_mask
+from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta
+from drive_viz.render.overlay import FRAME_SIZE, TEXT, OverlayRenderer
+
+WORLDS = ("synthetic", "carla")
+DRIVERS = ("model", "autopilot")
+#: Seconds of human driving charged per intervention in NVIDIA's autonomy figure.
+INTERVENTION_PENALTY_S = 6.0
+#: CARLA speed the model's cruise control holds while it steers (m/s).
+CARLA_CRUISE_SPEED = 8.0
+OUTPUT_FILES = ("annotated.mp4", "frames.parquet", "frames.csv", "summary.json")
+RECORDING_FOLDER = "recording"
+WINDOW_NAME = "drive-viz live"
+_QUIT_KEYS = (ord("q"), 27)
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """One live session. ``frames``: steps to run; ``width`` x ``height``: camera size (None:
+    the world's default, synthetic 320x160, CARLA 800x600); ``fps``: simulation rate."""
+
+    world: str = "synthetic"
+    drive: str = "model"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    layout: str | None = None
+    target: str = "steer"
+    frames: int = 600
+    display: bool = False
+    out: str | None = None
+    seed: int = 0
+    fps: float = 20.0
+    width: int | None = None
+    height: int | None = None
+    host: str = "localhost"
+    port: int = 2000
+    town: str | None = None
+    timeout: float = 10.0
+    overwrite: bool = False
+    unsafe_model: bool = False
+
+    @property
+    def main_method(self) -> str:
+        return self.layout or self.methods[0]
+
+
+def autonomy_percent(interventions: int, seconds: float) -> float:
+    """NVIDIA's autonomy: (1 - interventions * 6 s / seconds) * 100, floored at 0."""
+    if seconds <= 0:
+        return math.nan
+    return max(0.0, (1.0 - interventions * INTERVENTION_PENALTY_S / seconds) * 100.0)
+
+
+@dataclass(frozen=True)
+class _Observation:
+    """One step's camera frame RGB uint8 (H, W, 3) and class mask uint8 (H, W); the expert's
+    (or autopilot's) steer, NaN when nobody but the model drives; throttle and brake in [0, 1];
+    speed m/s; t simulated seconds; lateral offset from the lane centre in m (NaN: unknown)."""
+
+    rgb: np.ndarray
+    mask: np.ndarray | None
+    expert_steer: float
+    throttle: float
+    brake: float
+    speed: float
+    t: float
+    lateral_offset: float
+
+
+class _SyntheticSource:
+    """The synthetic world in closed loop; interventions put the car back on the lane."""
+
+    name = "synthetic"
+
+    def __init__(self, options: LiveOptions) -> None:
+        from drive_viz.sim.config import SyntheticWorldConfig
+        from drive_viz.sim.world import SyntheticWorld
+
+        overrides: dict[str, Any] = {"fps": options.fps}
+        if options.width is not None:
+            overrides["width"] = options.width
+        if options.height is not None:
+            overrides["height"] = options.height
+        try:
+            config = SyntheticWorldConfig(**overrides)
+        except ValueError as exc:
+            raise DriveVizError(f"synthetic world: {exc}") from None
+        self.model_drives = options.drive == "model"
+        self.world = SyntheticWorld(config, options.seed)
+        self.world.reset(render=False)
+        self.cameras: tuple[CameraSpec, ...] = self.world.cameras[:1]
+        self.extra = {"world": "synthetic", "seed": options.seed, "lane": "right"}
+        self._control: Any = None
+
+    def observe(self) -> _Observation:
+        world = self.world
+        self._control = control = world.expert_control(perturb=False)
+        rgb, mask = world.render(self.cameras[0])
+        state = world.state
+        return _Observation(rgb, mask, control.label, control.throttle, control.brake,
+                            state.speed, state.time, state.lateral_offset)
+
+    def act(self, steer_pred: float) -> tuple[float, bool]:
+        """Execute one step; returns the steer applied and whether the car left its lane."""
+        control = self._control
+        steer = float(np.clip(steer_pred if self.model_drives else control.label, -1.0, 1.0))
+        self.world.step(steer, control.throttle, control.brake, render=False)
+        if self.world.off_lane:
+            self.world.reset_to_lane_centre()
+            return steer, True
+        return steer, False
+
+
+class _CarlaSource:
+    """A ``CarlaSession``: the model steers with ``apply_steer`` (cruise control on the
+    throttle) or the Traffic Manager's autopilot drives. No lane information: no interventions."""
+
+    name = "carla"
+
+    def __init__(self, options: LiveOptions, stack: contextlib.ExitStack) -> None:
+        from drive_viz.sim.carla_session import CarlaSession, SessionConfig
+
+        sizes = {k: v for k, v in (("width", options.width), ("height", options.height))
+                 if v is not None}
+        config = SessionConfig(host=options.host, port=options.port, town=options.town,
+                               fps=options.fps, timeout=options.timeout, seed=options.seed,
+                               side_cameras=False, autopilot=options.drive == "autopilot",
+                               **sizes)
+        self.model_drives = options.drive == "model"
+        self.session = stack.enter_context(CarlaSession(config))
+        self.cameras = self.session.cameras[:1]
+        self.extra = {"world": "carla", "town": self.session.town,
+                      "carla_server_version": self.session.server_version, "seed": options.seed}
+        self._bundle: Any = None
+        self._start: float | None = None
+
+    def observe(self) -> _Observation:
+        self._bundle = bundle = self.session.next_frames()
+        self._start = bundle.timestamp if self._start is None else self._start
+        expert = math.nan if self.model_drives else bundle.steer
+        return _Observation(bundle.images[self.cameras[0].name], bundle.mask, expert,
+                            bundle.throttle, bundle.brake, bundle.speed,
+                            bundle.timestamp - self._start, math.nan)
+
+    def act(self, steer_pred: float) -> tuple[float, bool]:
+        if not self.model_drives:
+            return self._bundle.steer, False
+        steer = float(np.clip(steer_pred, -1.0, 1.0))
+        error = CARLA_CRUISE_SPEED - self._bundle.speed
+        throttle = float(np.clip(0.3 + 0.2 * error, 0.0, 1.0))
+        brake = float(np.clip(-0.2 * error, 0.0, 1.0)) if error < -1.0 else 0.0
+        self.session.apply_steer(steer, throttle, brake)
+        return steer, False
+
+
+class _Outputs:
+    """The RUN folder: refuses to clobber; files go to hidden ``*.partial`` names until done."""
+
+    def __init__(self, folder: Path, overwrite: bool) -> None:
+        self.folder = folder
+        if folder.exists() and not folder.is_dir():
+            raise DriveVizError(f"{folder}: exists and is not a folder")
+        if folder.exists() and any(folder.iterdir()):
+            if not overwrite:
+                raise DriveVizError(f"{folder}: already exists and is not empty "
+                                    "(pass --overwrite to replace the run)")
+            for name in OUTPUT_FILES:
+                self.final(name).unlink(missing_ok=True)
+                self.partial(name).unlink(missing_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DriveVizError(f"{folder}: cannot create ({exc.strerror})") from None
+
+    def partial(self, name: str) -> Path:
+        return self.folder / f".{name}.partial"
+
+    def final(self, name: str) -> Path:
+        return self.folder / name
+
+    def commit(self) -> None:
+        for name in OUTPUT_FILES:
+            os.replace(self.partial(name), self.final(name))
+
+    def discard(self) -> None:
+        for name in OUTPUT_FILES:
+            self.partial(name).unlink(missing_ok=True)
+
+
+class _Window:
+    """The OpenCV window (Qt): shows RGB frames; q, Esc or closing the window stops."""
+
+    def __init__(self) -> None:
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
+                                                     or os.environ.get("WAYLAND_DISPLAY")):
+            raise DriveVizError("--display needs a graphical session (DISPLAY is not set); "
+                                "use --out RUN to write the video instead")
+        cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_AUTOSIZE)
+
+    def show(self, picture: np.ndarray, title: str) -> bool:
+        """Show one frame; False when the user asked to stop."""
+        cv2.imshow(WINDOW_NAME, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        cv2.setWindowTitle(WINDOW_NAME, title)
+        key = cv2.waitKey(1) & 0xFF
+        if key in _QUIT_KEYS:
+            return False
+        return cv2.getWindowProperty(WINDOW_NAME, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(WINDOW_NAME)
+            cv2.waitKey(1)
+
+
+def live_text(canvas: np.ndarray, renderer: OverlayRenderer, text: str) -> None:
+    """Write the live status line into the renderer's timeline strip (unused in live mode)."""
+    box = renderer.strip
+    cv2.putText(canvas, text, (box.x + 8, box.y + box.h // 2 + 8), cv2.FONT_HERSHEY_SIMPLEX,
+                0.7, TEXT, 2, cv2.LINE_AA)
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "mean": None, "max": None}
+    array = np.asarray(values, np.float64)
+    return {"p50": float(np.percentile(array, 50)), "p95": float(np.percentile(array, 95)),
+            "mean": float(array.mean()), "max": float(array.max())}
+
+
+@contextlib.contextmanager
+def _session(options: LiveOptions) -> Iterator[_SyntheticSource | _CarlaSource]:
+    with contextlib.ExitStack() as stack:
+        if options.world == "carla":
+            yield _CarlaSource(options, stack)
+        else:
+            yield _SyntheticSource(options)
+
+
+def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[str, Any]:
+    """Run a live session (see the module docstring); returns the summary."""
+    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+
+    if options.world not in WORLDS:
+        raise DriveVizError(f"--world must be one of {WORLDS}, not {options.world!r}")
+    if options.drive not in DRIVERS:
+        raise DriveVizError(f"--drive must be one of {DRIVERS}, not {options.drive!r}")
+    if options.frames < 1:
+        raise DriveVizError(f"--frames {options.frames} must be at least 1")
+    if not (math.isfinite(options.fps) and 1 <= options.fps <= 1000):
+        raise DriveVizError(f"--fps {options.fps} is outside 1..1000")
+    check_methods(options.methods, options.main_method, options.target)
+    model = load_steering_model(model_path, unsafe=options.unsafe_model)
+    prep = model_preprocessing(model_path)
+    outputs = _Outputs(Path(options.out), options.overwrite) if options.out else None
+    draws = options.display or outputs is not None
+    analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=draws)
+    analyzer.warm_up()
+    success = False
+    try:
+        with _session(options) as source:
+            rows, stopped = _run(source, analyzer, prep, options, outputs, draws, model_path)
+        summary = _summary(rows, options, model_path, source, stopped)
+        if outputs is not None:
+            table = pd.DataFrame(rows)
+            table.to_parquet(outputs.partial("frames.parquet"), index=False)
+            table.to_csv(outputs.partial("frames.csv"), index=False, float_format="%.6g",
+                         lineterminator="\n")
+            outputs.partial("summary.json").write_text(
+                json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
+            outputs.commit()
+        success = True
+        return summary
+    finally:
+        if outputs is not None and not success:
+            outputs.discard()
+
+
+def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
+         prep: Preprocessing, options: LiveOptions, outputs: _Outputs | None, draws: bool,
+         model_path: str | Path) -> tuple[list[dict[str, Any]], bool]:
+    """The frame loop; returns the table rows and whether the user stopped early."""
+    from drive_viz.recording.writer import RecordingWriter
+    from drive_viz.render.video import H264Writer
+
+    camera = source.cameras[0].name
+    renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
+                               title=f"live {source.name} / {options.drive} drives")
+    rows: list[dict[str, Any]] = []
+    interventions = 0
+    latencies: list[float] = []
+    stopped = False
+    with contextlib.ExitStack() as stack:
+        recorder = video = window = None
+        if outputs is not None:
+            meta = RecordingMeta(
+                source=f"drive-viz live ({source.name})", fps=options.fps, cameras=source.cameras,
+                mask_classes=dict(MASK_CLASSES),
+                extra={**source.extra, "drive": options.drive, "model": str(model_path),
+                       "steer_label": "steer applied on this frame (+right): the model's with "
+                                      "--drive model, else the expert's / autopilot's"})
+            recorder = stack.enter_context(RecordingWriter(
+                outputs.folder / RECORDING_FOLDER, meta, overwrite=options.overwrite,
+                with_masks=True))
+            video = stack.enter_context(H264Writer(outputs.partial("annotated.mp4"), options.fps,
+                                                   FRAME_SIZE))
+        if options.display:
+            window = _Window()
+            stack.callback(window.close)
+        try:
+            for index in range(options.frames):
+                tick = time.perf_counter()
+                seen = source.observe()
+                observed = time.perf_counter()
+                inputs = preprocess_frame(seen.rgb, prep)[None]
+                mask = None if seen.mask is None else preprocess_mask(seen.mask, prep)
+                prepared = time.perf_counter()
+                analysis = analyzer.analyse(inputs, [seen.expert_steer], [mask])
+                pred = float(analysis.prediction[0])
+                render_ms = 0.0
+                picture = None
+                if draws:
+                    drawn = time.perf_counter()
+                    picture = renderer.draw(
+                        seen.rgb, inputs[0], {m: h[0] for m, h in analysis.heat.items()},
+                        analysis.grids[0], seen.expert_steer, pred, index, seen.t)
+                    render_ms = (time.perf_counter() - drawn) * 1000
+                preprocess_ms = (prepared - observed) * 1000
+                latency = preprocess_ms + analysis.model_ms + render_ms
+                latencies.append(latency)
+                applied, left_lane = source.act(pred)
+                interventions += left_lane
+                encode_ms = 0.0
+                if picture is not None:
+                    status = (f"{options.drive} drives   latency {latency:5.1f} ms "
+                              f"(p50 {np.median(latencies):5.1f})   interventions {interventions}")
+                    live_text(picture, renderer, status)
+                    encoding = time.perf_counter()
+                    if video is not None:
+                        video.write(picture)
+                    encode_ms = (time.perf_counter() - encoding) * 1000
+                    if window is not None and not window.show(picture, f"{WINDOW_NAME}: {status}"):
+                        stopped = True
+                if recorder is not None:
+                    recorder.append(steer=applied, throttle=seen.throttle, brake=seen.brake,
+                                    speed=seen.speed, t=seen.t, images={camera: seen.rgb},
+                                    masks=None if seen.mask is None else {camera: seen.mask})
+                rows.append({
+                    "frame": index, "row": index, "t": seen.t,
+                    **{name: float(values[0]) for name, values in analysis.columns.items()},
+                    "decode_ms": (observed - tick) * 1000, "model_ms": analysis.model_ms,
+                    "render_ms": render_ms, "encode_ms": encode_ms,
+                    "steer_applied": applied, "intervention": int(left_lane),
+                    "interventions": interventions, "lateral_offset": seen.lateral_offset,
+                    "speed": seen.speed, "preprocess_ms": preprocess_ms, "latency_ms": latency,
+                })
+                if stopped:
+                    break
+                if window is not None:  # show the drive in real time, not faster
+                    time.sleep(max(0.0, 1.0 / options.fps - (time.perf_counter() - tick)))
+        except KeyboardInterrupt:
+            stopped = True
+            print(f"drive-viz: live stopped after {len(rows)} frames", file=sys.stderr)
+    return rows, stopped
+
+
+def _summary(rows: list[dict[str, Any]], options: LiveOptions, model_path: str | Path,
+             source: _SyntheticSource | _CarlaSource, stopped: bool) -> dict[str, Any]:
+    if not rows:
+        raise DriveVizError("live: stopped before the first frame; nothing to write")
+    table = pd.DataFrame(rows)
+    frames = len(table)
+    seconds = frames / options.fps
+    synthetic = source.name == "synthetic"
+    interventions = int(table["intervention"].sum())
+    error = (table["steer_pred"] - table["steer_true"]).to_numpy(np.float64)
+    error = error[np.isfinite(error)]
+    parameters = asdict(options)
+    parameters.update(methods=list(options.methods), layout=options.main_method)
+    return {
+        "world": source.name, "drive": options.drive, "model": str(model_path),
+        "parameters": parameters,
+        "frames": frames, "simulated_seconds": seconds, "stopped_early": stopped,
+        "interventions": interventions if synthetic else None,
+        "autonomy_percent": autonomy_percent(interventions, seconds) if synthetic else None,
+        "frames_without_intervention_percent":
+            100.0 * (1 - interventions / frames) if synthetic else None,
+        "autonomy_definition": "(1 - interventions * 6 s / simulated seconds) * 100, floored "
+                               "at 0; an intervention is the car leaving its lane",
+        "steering": {
+            "expert": ("expert pure pursuit" if synthetic else "CARLA autopilot")
+            if np.isfinite(table["steer_true"]).any() else None,
+            "mae_vs_expert": float(np.abs(error).mean()) if len(error) else None,
+            "rmse_vs_expert": float(np.sqrt((error ** 2).mean())) if len(error) else None,
+            "lateral_offset_rms_m": float(np.sqrt(np.mean(table["lateral_offset"] ** 2)))
+            if synthetic else None,
+        },
+        "latency_ms": {
+            "total": _percentiles(table["latency_ms"].tolist()),
+            "stages": {name: _percentiles(table[column].tolist()) for name, column in (
+                ("preprocess", "preprocess_ms"), ("model_attention_stats", "model_ms"),
+                ("overlay", "render_ms"))},
+            "measures": "preprocess + model, attention and statistics + overlay draw, per frame",
+        },
+        "video": {"file": "annotated.mp4", "fps": options.fps, "width": FRAME_SIZE[0],
+                  "height": FRAME_SIZE[1], "frames": frames} if options.out else None,
+        "recording": RECORDING_FOLDER if options.out else None,
+    }
+
+
+def _parse_methods(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``drive-viz live`` command."""
+    options = LiveOptions(
+        world=args.world, drive=args.drive, methods=_parse_methods(args.methods),
+        layout=args.layout, target=args.target, frames=args.frames, display=args.display,
+        out=args.out, seed=args.seed, fps=args.fps, width=args.width, height=args.height,
+        host=args.host, port=args.port, town=args.town, timeout=args.timeout,
+        overwrite=args.overwrite, unsafe_model=args.unsafe_model)
+    summary = live(args.model, options)
+    latency = summary["latency_ms"]["total"]
+    line = (f"live {summary['world']}: {summary['frames']} frames, {options.drive} drives, "
+            f"latency p50 {latency['p50']:.1f} ms p95 {latency['p95']:.1f} ms")
+    if summary["autonomy_percent"] is not None:
+        line += (f", {summary['interventions']} interventions, autonomy "
+                 f"{summary['autonomy_percent']:.1f}%")
+    if summary["steering"]["mae_vs_expert"] is not None:
+        line += f", MAE vs expert {summary['steering']['mae_vs_expert']:.4f}"
+    print(line)
+    if options.out:
+        print(f"run: {options.out} (annotated.mp4, frames.parquet, summary.json, recording/)")
+    return 0
