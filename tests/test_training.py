@@ -313,7 +313,7 @@ def test_recording_without_frames_is_refused(tmp_path, recordings) -> None:
     with pytest.raises(RecordingError, match="no usable frames"):
         train(_config(recordings, tmp_path / "m.keras", recordings=[empty]), verbose=0,
               deterministic=False)
-    with pytest.raises(RecordingError, match="no camera 'front'"):
+    with pytest.raises(RecordingError, match=r"train: no camera 'front' \(it has center\)"):
         train(_config(recordings, tmp_path / "m.keras", camera="front"), verbose=0,
               deterministic=False)
     assert not list(tmp_path.glob("m.*"))
