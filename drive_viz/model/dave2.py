@@ -8,6 +8,7 @@ and the linear output ``steer``.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ def load_steering_model(path: str | Path, *, unsafe: bool = False) -> Any:
         raise ModelError(f"{path}: no such model file")
     if path.suffix != ".keras":
         raise ModelError(f"{path}: expected a .keras model file")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a Keras model archive (a .keras file is a zip; this one "
+                         "is truncated or corrupt)")
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=not unsafe)
     except ValueError as exc:
