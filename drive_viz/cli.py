@@ -331,6 +331,27 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.live:run"))
 
 
+def _add_inspect(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "inspect", help="one frame through every conv layer: activations and Grad-CAM",
+        description="Run one frame of a recording through the model and write a PNG with a "
+                    "header (input view, steer true/pred) and one row per conv layer: its "
+                    "activation grid and its Grad-CAM map over the input view, all from one "
+                    "attention-engine pass.")
+    parser.add_argument("recording", help="recording folder")
+    parser.add_argument("--frame", type=int, required=True,
+                        help="table row of the frame (0-based, like replay's --start)")
+    parser.add_argument("--model", required=True, help="steering model (.keras)")
+    parser.add_argument("--out", required=True, help="output PNG file")
+    parser.add_argument("--camera", default=None, help="camera name (default: the first)")
+    parser.add_argument("--target", default="steer",
+                        help="what Grad-CAM explains: steer, left, maintain, LAYER:UNIT or "
+                             "LAYER:UNIT@ROW,COL (default: steer)")
+    parser.add_argument("--unsafe-model", action="store_true",
+                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.set_defaults(run=_lazy("drive_viz.inspect_layers:run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -339,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for add in (_add_info, _add_replay, _add_demo, _add_record, _add_train, _add_import,
-                _add_features, _add_evaluate, _add_synth, _add_live):
+                _add_features, _add_evaluate, _add_synth, _add_live, _add_inspect):
         add(commands)
     return parser
 
