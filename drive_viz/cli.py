@@ -326,8 +326,7 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an existing run folder")
-    parser.add_argument("--unsafe-model", action="store_true",
-                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.live:run"))
 
 
@@ -347,8 +346,7 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", default="steer",
                         help="what Grad-CAM explains: steer, left, maintain, LAYER:UNIT or "
                              "LAYER:UNIT@ROW,COL (default: steer)")
-    parser.add_argument("--unsafe-model", action="store_true",
-                        help="load a model that needs unsafe deserialization (trusted files only)")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.inspect_layers:run"))
 
 

@@ -458,6 +458,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DriveVizError(f"{out}: exists and is not a folder")
+    try:  # an unwritable --out fails now, not after the evaluation
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DriveVizError(f"{out}: cannot create ({exc.strerror or exc})") from None
     recording = open_recording(args.recording)
     if len(recording) == 0:
         raise DriveVizError(f"{recording.path}: the recording has no frames")

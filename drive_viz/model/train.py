@@ -324,6 +324,11 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
     import tensorflow as tf
 
     started = time.monotonic()
+    try:  # an unwritable --out fails now, not after the training
+        config.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DriveVizError(f"{config.out.parent}: cannot create ({exc.strerror or exc})") \
+            from None
     other = _comparison_model(config) if config.compare_with is not None else None
     recordings = [_open(Path(p)) for p in config.recordings]
     geometry = _geometry(recordings, config.recovery)
