@@ -64,5 +64,6 @@ def test_two_outputs_are_refused(tmp_path) -> None:
 def test_a_file_that_is_not_a_model_is_refused(tmp_path) -> None:
     path = tmp_path / "broken.keras"
     path.write_bytes(b"not a zip file")
-    with pytest.raises(ModelError, match=r"broken\.keras: cannot load model"):
+    with pytest.raises(ModelError, match=r"broken\.keras: ") as info:
         load_steering_model(path)
+    assert "\n" not in str(info.value)
