@@ -14,7 +14,7 @@ from drive_viz.errors import ModelError
 from drive_viz.recording.format import CameraSpec, RecordingMeta
 from drive_viz.recording.writer import RecordingWriter
 
-MODEL_COMMANDS = ("replay", "demo", "evaluate", "features")
+MODEL_COMMANDS = ("replay", "demo", "evaluate", "features", "inspect", "live")
 
 
 def _lambda_model(path: Path) -> Path:
@@ -99,16 +99,25 @@ def test_replay_with_unsafe_flag_gets_past_the_loader(files, capsys) -> None:
         assert (run / "frames.parquet").is_file()
 
 
-@pytest.mark.parametrize("command", MODEL_COMMANDS)
-def test_every_model_command_documents_and_passes_the_flag(command, files, monkeypatch,
-                                                            capsys) -> None:
-    import drive_viz.model.dave2 as dave2
-
+def test_every_command_with_a_model_option_has_the_documented_flag() -> None:
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    option = next(a for a in subparsers.choices[command]._actions
-                  if "--unsafe-model" in a.option_strings)
-    assert "RISK" in option.help and "code" in option.help
+    with_model = set()
+    for name, command in subparsers.choices.items():
+        options = {flag: action for action in command._actions for flag in action.option_strings}
+        if "--model" in options:
+            with_model.add(name)
+            assert "--unsafe-model" in options, f"drive-viz {name} lacks --unsafe-model"
+            help_text = options["--unsafe-model"].help
+            assert "RISK" in help_text and "run any code" in help_text
+    assert set(MODEL_COMMANDS) <= with_model
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS)
+def test_every_model_command_passes_the_flag_to_the_loader(command, files, monkeypatch,
+                                                           capsys) -> None:
+    import drive_viz.model.dave2 as dave2
+
     seen: list[bool] = []
 
     def spy(path, *, unsafe=False):
@@ -121,7 +130,9 @@ def test_every_model_command_documents_and_passes_the_flag(command, files, monke
             "demo": ["demo", "--recording", rec, "--model", model, "--out", out, "--quiet"],
             "evaluate": ["evaluate", rec, "--model", model, "--out", out],
             "features": ["features", "--model", model, "--layer", "conv1", "--out",
-                         out + ".png"]}[command]
+                         out + ".png"],
+            "inspect": ["inspect", rec, "--frame", "0", "--model", model, "--out", out + ".png"],
+            "live": ["live", "--model", model, "--frames", "2", "--out", out]}[command]
     for flag in (False, True):
         assert main(argv + (["--unsafe-model"] if flag else [])) == 2
         assert "stopped by the test" in capsys.readouterr().err
