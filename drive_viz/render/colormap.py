@@ -12,11 +12,16 @@ full range as per-frame min-max would do), while the scale still follows slow dr
 drive. Heat is coloured with the perceptually uniform *inferno* colormap and alpha-blended
 over the picture with alpha = ``opacity * heat``, so cold pixels (heat 0) leave the picture
 untouched and the hottest pixels cover it by ``opacity`` (default 0.6).
+
+Drawing works on uint8 throughout: heat is quantized to 256 levels once, at the map's own
+(66, 200) size, and the blend is three OpenCV passes through lookup tables (no float image), so
+its result is within 1.5 grey levels of the exact float blend at the quantized heat.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -71,10 +76,38 @@ class RunningScale:
         return heat
 
 
+def heat_levels(heat: np.ndarray) -> np.ndarray:
+    """Heat float (h, w) in [0, 1] -> uint8 (h, w) levels 0..255 (rounded; NaN -> 0)."""
+    heat = np.nan_to_num(np.asarray(heat, np.float32), nan=0.0)
+    return (np.clip(heat, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def colorize(heat: np.ndarray) -> np.ndarray:
     """Heat float (h, w) in [0, 1] -> RGB uint8 (h, w, 3) with the inferno colormap."""
-    levels = (np.clip(heat, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return cv2.applyColorMap(levels, HEAT_LUT)
+    return cv2.applyColorMap(heat_levels(heat), HEAT_LUT)
+
+
+@lru_cache(maxsize=8)
+def _blend_luts(opacity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per heat level l: kept share of the picture, 255 * (1 - a), uint8 (256,); and the
+    colour's share, a * LUT[l], uint8 (256, 1, 3); with a = opacity * l / 255."""
+    alpha = np.clip(opacity, 0.0, 1.0) * np.arange(256) / 255.0
+    keep = np.round(255.0 * (1.0 - alpha)).astype(np.uint8)
+    paint = np.round(alpha[:, None, None] * HEAT_LUT).astype(np.uint8)
+    return keep, paint
+
+
+def blend_levels(picture: np.ndarray, levels: np.ndarray, opacity: float = DEFAULT_OPACITY,
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Alpha-blend inferno heat over RGB uint8 ``picture`` (h, w, 3), heat given as uint8
+    ``levels`` (h, w) (``heat_levels``): alpha = opacity * level / 255 per pixel, so level-0
+    pixels come back unchanged. Writes into ``out`` (may be ``picture`` itself) or a new array."""
+    if picture.shape[:2] != levels.shape:
+        raise ValueError(f"picture {picture.shape[:2]} and heat {levels.shape} differ in size")
+    keep, paint = _blend_luts(float(opacity))
+    keep3 = cv2.cvtColor(cv2.LUT(levels, keep), cv2.COLOR_GRAY2RGB)
+    kept = cv2.multiply(picture, keep3, scale=1.0 / 255.0)
+    return cv2.add(kept, cv2.applyColorMap(levels, paint), dst=out)
 
 
 def blend_heat(picture: np.ndarray, heat: np.ndarray,
@@ -84,7 +117,6 @@ def blend_heat(picture: np.ndarray, heat: np.ndarray,
     alpha = opacity * heat per pixel: pixels with zero heat come back unchanged.
     Returns a new RGB uint8 (h, w, 3) array.
     """
-    if picture.shape[:2] != heat.shape:
-        raise ValueError(f"picture {picture.shape[:2]} and heat {heat.shape} differ in size")
-    alpha = np.clip(heat, 0.0, 1.0).astype(np.float32) * np.float32(opacity)
-    return cv2.blendLinear(picture, colorize(heat), 1.0 - alpha, alpha)
+    if picture.shape[:2] != np.shape(heat):
+        raise ValueError(f"picture {picture.shape[:2]} and heat {np.shape(heat)} differ in size")
+    return blend_levels(picture, heat_levels(heat), opacity)

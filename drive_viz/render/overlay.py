@@ -17,8 +17,14 @@ Layout (pixels, at the default 1280x720)::
 
 Heat is drawn as described in ``drive_viz.render.colormap`` (inferno, alpha = 0.6 * heat).
 Steering is in [-1, 1], positive = right: the gauge's needles tilt right for positive steer and
-the timeline plots positive steer above its centre line. Static parts (labels, the recorded
-steering curve) are drawn once; each ``draw`` copies them and adds the frame's content.
+the timeline plots positive steer above its centre line. A smaller ``size`` (e.g. 640x360 for
+the live window) scales the whole layout.
+
+Cost (a ~2 ms frame at 1280x720): static parts (panels, labels, gauge scale, the recorded
+steering curve) are drawn once; the predicted curve is extended incrementally on a persistent
+strip layer; each ``draw`` copies the background and pastes the frame's content. Heat is
+quantized to uint8 at the map's 66x200 size and blended with lookup tables (no float image),
+images are shrunk bilinearly (after exact 2x area halvings) and enlarged by whole factors.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import cv2
 import numpy as np
 
 from drive_viz.model.preprocess import DEFAULT_PREPROCESSING, Preprocessing, input_to_rgb
-from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
+from drive_viz.render.colormap import DEFAULT_OPACITY, blend_levels, heat_levels
 
 FRAME_SIZE = (1280, 720)
 BACKGROUND = (24, 24, 28)
@@ -55,6 +61,11 @@ class Box:
     def view(self, canvas: np.ndarray) -> np.ndarray:
         return canvas[self.y:self.y + self.h, self.x:self.x + self.w]
 
+    def scaled(self, sx: float, sy: float) -> Box:
+        """This box in a canvas scaled by ``sx`` horizontally and ``sy`` vertically."""
+        return Box(round(self.x * sx), round(self.y * sy), max(1, round(self.w * sx)),
+                   max(1, round(self.h * sy)))
+
 
 class Timeline:
     """Recorded vs predicted steering over a replay, (n,) positions in replay order.
@@ -75,64 +86,86 @@ class Timeline:
 
 
 class OverlayRenderer:
-    """Draw one annotated frame: ``draw(...) -> RGB uint8 (720, 1280, 3)``.
+    """Draw one annotated frame: ``draw(...) -> RGB uint8 (height, width, 3)``, by default
+    (720, 1280, 3).
 
     ``layout`` names the method shown large over the camera frame; the other ``methods`` get
     small panels (up to two). ``timeline`` is optional (the live window has none): when given,
     ``draw(position=i)`` marks replay position ``i`` and extends the predicted curve.
+    ``size`` (width, height) in pixels scales the 1280x720 layout (e.g. (640, 360)).
     """
 
     def __init__(self, layout: str, methods: Sequence[str], *,
                  prep: Preprocessing = DEFAULT_PREPROCESSING,
                  timeline: Timeline | None = None,
                  opacity: float = DEFAULT_OPACITY,
-                 title: str = "") -> None:
+                 title: str = "",
+                 size: tuple[int, int] = FRAME_SIZE) -> None:
         if layout not in methods:
             raise ValueError(f"layout {layout!r} is not one of the methods {list(methods)}")
+        width, height = size
+        if width < 160 or height < 90:
+            raise ValueError(f"canvas size {width}x{height} is below the minimum 160x90")
         self.layout = layout
         self.small_methods = [m for m in methods if m != layout][:2]
         self.prep = prep
         self.timeline = timeline
         self.opacity = opacity
-        width, height = FRAME_SIZE
-        self.main = Box(8, 8, 840, 472)
-        self.input_panel = Box(864, 28, 400, 132)
-        self.small_panels = [Box(864, 188 + k * 160, 400, 132)
+        self.size = (width, height)
+        sx, sy = width / FRAME_SIZE[0], height / FRAME_SIZE[1]
+        self._ui_scale = min(sx, sy)
+        self.main = Box(8, 8, 840, 472).scaled(sx, sy)
+        self.input_panel = Box(864, 28, 400, 132).scaled(sx, sy)
+        self.small_panels = [Box(864, 188 + k * 160, 400, 132).scaled(sx, sy)
                              for k in range(len(self.small_methods))]
-        self.grid = Box(8, 500, 600, 128)
-        self.gauge = Box(620, 492, 280, 144)
-        self.text = Box(912, 492, 360, 144)
-        self.strip = Box(8, 648, width - 16, 64)
-        self.gauge_center = (self.gauge.x + self.gauge.w // 2, self.gauge.y + self.gauge.h - 16)
-        self.gauge_radius = 112
+        self.grid = Box(8, 500, 600, 128).scaled(sx, sy)
+        self.gauge = Box(620, 492, 280, 144).scaled(sx, sy)
+        self.text = Box(912, 492, 360, 144).scaled(sx, sy)
+        self.strip = Box(8, 648, FRAME_SIZE[0] - 16, 64).scaled(sx, sy)
+        self.gauge_center = (self.gauge.x + self.gauge.w // 2,
+                             self.gauge.y + self.gauge.h - self._px(16))
+        self.gauge_radius = self._px(112)
         self._background = self._draw_background(title)
         self._strip_layer = self.strip.view(self._background).copy()
         self._drawn_until = -1
 
+    def _px(self, length: float) -> int:
+        """A length of the 1280x720 layout in this canvas's pixels (at least 1)."""
+        return max(1, round(length * self._ui_scale))
+
+    def _label(self, canvas: np.ndarray, text: str, x: int, y: int,
+               color: tuple[int, int, int] = TEXT) -> None:
+        cv2.putText(canvas, text, (x, y), FONT, 0.5 * self._ui_scale, color, 1, cv2.LINE_AA)
+
     # ---- static parts -------------------------------------------------------------------
     def _draw_background(self, title: str) -> np.ndarray:
-        width, height = FRAME_SIZE
+        width, height = self.size
         canvas = np.empty((height, width, 3), np.uint8)
         canvas[:] = BACKGROUND
         for box in (self.main, self.input_panel, *self.small_panels, self.grid, self.strip):
             box.view(canvas)[:] = PANEL_BACKGROUND
-        _label(canvas, f"input view: {self.layout}", self.input_panel.x, self.input_panel.y - 6)
+        gap = self._px(6)
+        self._label(canvas, f"input view: {self.layout}", self.input_panel.x,
+                    self.input_panel.y - gap)
         for method, box in zip(self.small_methods, self.small_panels, strict=True):
-            _label(canvas, method, box.x, box.y - 6)
-        _label(canvas, "conv1 activations", self.grid.x, self.grid.y - 6)
+            self._label(canvas, method, box.x, box.y - gap)
+        self._label(canvas, "conv1 activations", self.grid.x, self.grid.y - gap)
         if title:
-            _label(canvas, title[:48], self.text.x, self.text.y + self.text.h - 2, DIM_TEXT)
+            self._label(canvas, title[:48], self.text.x, self.text.y + self.text.h - 2, DIM_TEXT)
         cx, cy = self.gauge_center
         r = self.gauge_radius
-        cv2.ellipse(canvas, (cx, cy), (r, r), 0, 180, 360, DIM_TEXT, 2, cv2.LINE_AA)
+        thick = self._px(2)
+        cv2.ellipse(canvas, (cx, cy), (r, r), 0, 180, 360, DIM_TEXT, thick, cv2.LINE_AA)
         for steer in (-1.0, -0.5, 0.0, 0.5, 1.0):
-            x0, y0 = self._needle_point(steer, r - 10)
+            x0, y0 = self._needle_point(steer, r - self._px(10))
             x1, y1 = self._needle_point(steer, r)
-            cv2.line(canvas, (x0, y0), (x1, y1), DIM_TEXT, 2, cv2.LINE_AA)
-        _label(canvas, "L", cx - r - 4, cy + 14, DIM_TEXT)
-        _label(canvas, "R", cx + r - 6, cy + 14, DIM_TEXT)
-        _label(canvas, "steering: recorded", self.strip.x, self.strip.y - 6, RECORDED_COLOR)
-        _label(canvas, "predicted", self.strip.x + 180, self.strip.y - 6, PREDICTED_COLOR)
+            cv2.line(canvas, (x0, y0), (x1, y1), DIM_TEXT, thick, cv2.LINE_AA)
+        self._label(canvas, "L", cx - r - self._px(4), cy + self._px(14), DIM_TEXT)
+        self._label(canvas, "R", cx + r - self._px(6), cy + self._px(14), DIM_TEXT)
+        self._label(canvas, "steering: recorded", self.strip.x, self.strip.y - gap,
+                    RECORDED_COLOR)
+        self._label(canvas, "predicted", self.strip.x + self._px(180), self.strip.y - gap,
+                    PREDICTED_COLOR)
         mid = self.strip.y + self.strip.h // 2
         cv2.line(canvas, (self.strip.x, mid), (self.strip.x + self.strip.w - 1, mid),
                  (70, 70, 80), 1)
@@ -171,55 +204,54 @@ class OverlayRenderer:
         (``RunningScale.normalize``); ``grid``: activation grid (h, w) float in [0, 1] or None;
         steering in [-1, 1] (NaN ``steer_true`` when unknown); ``frame``: frame number;
         ``t``: time in seconds; ``position``: index into the timeline.
+        Returns a new array the caller owns.
         """
         canvas = self._background.copy()
-        self._draw_main(canvas, frame_rgb, heat[self.layout])
+        levels = {m: heat_levels(heat[m]) for m in (self.layout, *self.small_methods)
+                  if m in heat}
+        self._draw_main(canvas, frame_rgb, levels[self.layout])
         view = input_to_rgb(input_yuv)
-        _paste_fit(canvas, self.input_panel, blend_heat(view, heat[self.layout], self.opacity),
-                   cv2.INTER_NEAREST)
-        for method, box in zip(self.small_methods, self.small_panels, strict=True):
-            if method in heat:
-                _paste_fit(canvas, box, blend_heat(view, heat[method], self.opacity),
-                           cv2.INTER_NEAREST)
+        for method, box in ((self.layout, self.input_panel),
+                            *zip(self.small_methods, self.small_panels, strict=True)):
+            if method in levels:
+                _paste_fit(canvas, box, blend_levels(view, levels[method], self.opacity))
         if grid is not None:
-            levels = (np.clip(grid, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-            _paste_fit(canvas, self.grid, cv2.cvtColor(levels, cv2.COLOR_GRAY2RGB),
-                       cv2.INTER_AREA)
+            _paste_fit(canvas, self.grid, cv2.cvtColor(heat_levels(grid), cv2.COLOR_GRAY2RGB))
         self._draw_gauge(canvas, steer_true, steer_pred)
         self._draw_text(canvas, steer_true, steer_pred, frame, t)
         if self.timeline is not None and position is not None:
             self._draw_strip(canvas, position, steer_pred)
         return canvas
 
-    def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, heat: np.ndarray) -> None:
+    def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, levels: np.ndarray) -> None:
         """Camera frame fitted into the main panel; heat over the crop box the network sees."""
         height, width = frame_rgb.shape[:2]
         scale = min(self.main.w / width, self.main.h / height)
         disp_w, disp_h = max(1, round(width * scale)), max(1, round(height * scale))
-        shown, (y0, y1) = heat_on_frame(frame_rgb, heat, self.prep, (disp_w, disp_h),
-                                        self.opacity)
         ox = self.main.x + (self.main.w - disp_w) // 2
         oy = self.main.y + (self.main.h - disp_h) // 2
-        canvas[oy:oy + disp_h, ox:ox + disp_w] = shown
+        shown = canvas[oy:oy + disp_h, ox:ox + disp_w]
+        y0, y1 = _levels_on_frame(frame_rgb, levels, self.prep, shown, self.opacity)
         cv2.rectangle(canvas, (ox, oy + y0), (ox + disp_w - 1, oy + y1 - 1), DIM_TEXT, 1)
 
     def _draw_gauge(self, canvas: np.ndarray, steer_true: float, steer_pred: float) -> None:
         for steer, color in ((steer_true, RECORDED_COLOR), (steer_pred, PREDICTED_COLOR)):
             if np.isfinite(steer):
-                tip = self._needle_point(steer, self.gauge_radius - 14)
-                cv2.line(canvas, self.gauge_center, tip, color, 4, cv2.LINE_AA)
-        cv2.circle(canvas, self.gauge_center, 6, TEXT, -1, cv2.LINE_AA)
+                tip = self._needle_point(steer, self.gauge_radius - self._px(14))
+                cv2.line(canvas, self.gauge_center, tip, color, self._px(4), cv2.LINE_AA)
+        cv2.circle(canvas, self.gauge_center, self._px(6), TEXT, -1, cv2.LINE_AA)
 
     def _draw_text(self, canvas: np.ndarray, steer_true: float, steer_pred: float,
                    frame: int, t: float) -> None:
-        x, y = self.text.x, self.text.y + 22
+        x, y = self.text.x, self.text.y + self._px(22)
         error = abs(steer_pred - steer_true)
         lines = ((f"frame {frame}   t {t:8.2f} s", TEXT),
                  (f"recorded  {steer_true:+.3f}", RECORDED_COLOR),
                  (f"predicted {steer_pred:+.3f}", PREDICTED_COLOR),
                  (f"error     {error:.3f}", TEXT))
         for k, (line, color) in enumerate(lines):
-            cv2.putText(canvas, line, (x, y + 30 * k), FONT, 0.7, color, 2, cv2.LINE_AA)
+            cv2.putText(canvas, line, (x, y + self._px(30) * k), FONT, 0.7 * self._ui_scale,
+                        color, self._px(2), cv2.LINE_AA)
 
     def _draw_strip(self, canvas: np.ndarray, position: int, steer_pred: float) -> None:
         """Extend the persistent predicted curve up to ``position``, then mark it."""
@@ -252,36 +284,61 @@ def heat_on_frame(frame_rgb: np.ndarray, heat: np.ndarray, prep: Preprocessing,
     (66, 200) float in [0, 1] stretched bilinearly over the crop box ``prep.crop_rows(H)`` (the
     rows the network sees, full width) and blended there. Returns the picture and the crop
     box's first and one-past-last row in it."""
-    height, width = frame_rgb.shape[:2]
     disp_w, disp_h = size
-    shrink = disp_w < width
-    shown = cv2.resize(frame_rgb, (disp_w, disp_h),
-                       interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    shown = np.empty((disp_h, disp_w, 3), np.uint8)
+    rows = _levels_on_frame(frame_rgb, heat_levels(heat), prep, shown, opacity)
+    return shown, rows
+
+
+def _levels_on_frame(frame_rgb: np.ndarray, levels: np.ndarray, prep: Preprocessing,
+                     shown: np.ndarray, opacity: float) -> tuple[int, int]:
+    """``heat_on_frame`` drawn into ``shown`` (disp_h, disp_w, 3) uint8, with heat given as
+    uint8 levels (66, 200); returns the crop box rows in ``shown``."""
+    height = frame_rgb.shape[0]
+    disp_h, disp_w = shown.shape[:2]
+    _resize_into(frame_rgb, shown)
     top, bottom = prep.crop_rows(height)
     y0 = round(top * disp_h / height)
     y1 = min(disp_h, round(bottom * disp_h / height))
     if y1 > y0:
-        box_heat = cv2.resize(np.asarray(heat, np.float32), (disp_w, y1 - y0),
-                              interpolation=cv2.INTER_LINEAR)
-        shown[y0:y1] = blend_heat(shown[y0:y1], box_heat, opacity)
-    return shown, (y0, y1)
+        box = shown[y0:y1]
+        box_levels = cv2.resize(levels, (disp_w, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        blend_levels(box, box_levels, opacity, out=box)
+    return y0, y1
 
 
-def _label(canvas: np.ndarray, text: str, x: int, y: int,
-           color: tuple[int, int, int] = TEXT) -> None:
-    cv2.putText(canvas, text, (x, y), FONT, 0.5, color, 1, cv2.LINE_AA)
+def _resize_into(image: np.ndarray, out: np.ndarray) -> None:
+    """Resize ``image`` (h, w, 3) uint8 to fill ``out`` (H, W, 3) uint8: exact 2x area halvings
+    while at least twice too large (cheap, anti-aliased), then bilinear."""
+    out_h, out_w = out.shape[:2]
+    while image.shape[0] >= 2 * out_h and image.shape[1] >= 2 * out_w:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2),
+                           interpolation=cv2.INTER_AREA)
+    if image.shape[:2] == (out_h, out_w):
+        out[:] = image
+    else:
+        cv2.resize(image, (out_w, out_h), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
-def _paste_fit(canvas: np.ndarray, box: Box, image: np.ndarray, interpolation: int) -> None:
-    """Scale ``image`` to fit ``box`` (aspect kept, centred) and paste it."""
+def _paste_fit(canvas: np.ndarray, box: Box, image: np.ndarray) -> None:
+    """Paste ``image`` (h, w, 3) uint8 centred in ``box``: enlarged by the largest whole factor
+    that fits (nearest neighbour: pixels stay crisp), or shrunk to fit (aspect kept)."""
     height, width = image.shape[:2]
     scale = min(box.w / width, box.h / height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    resized = image if size == (width, height) else cv2.resize(image, size,
-                                                                 interpolation=interpolation)
+    if scale >= 1:
+        factor = int(scale)
+        size = (width * factor, height * factor)
+        if factor > 1:
+            image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+    else:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
     ox = box.x + (box.w - size[0]) // 2
     oy = box.y + (box.h - size[1]) // 2
-    canvas[oy:oy + size[1], ox:ox + size[0]] = resized
+    target = canvas[oy:oy + size[1], ox:ox + size[0]]
+    if scale >= 1:
+        target[:] = image
+    else:
+        _resize_into(image, target)
 
 
 def _finite_runs(points: np.ndarray) -> list[np.ndarray]:
