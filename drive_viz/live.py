@@ -239,7 +239,7 @@ class _Window:
                                                      or os.environ.get("WAYLAND_DISPLAY")):
             raise DriveVizError("--display needs a graphical session (DISPLAY is not set); "
                                 "use --out RUN to write the video instead")
-        cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_AUTOSIZE)
+        cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
 
     def show(self, picture: np.ndarray, title: str) -> bool:
         """Show one frame; False when the user asked to stop."""
@@ -257,9 +257,10 @@ class _Window:
 
 
 def live_text(canvas: np.ndarray, renderer: OverlayRenderer, text: str) -> None:
-    """Write the live status line into the renderer's timeline strip (unused in live mode)."""
+    """Write the live status line into the renderer's timeline strip (unused in live mode),
+    above its centre line."""
     box = renderer.strip
-    cv2.putText(canvas, text, (box.x + 8, box.y + box.h // 2 + 8), cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.putText(canvas, text, (box.x + 8, box.y + box.h // 2 - 8), cv2.FONT_HERSHEY_SIMPLEX,
                 0.7, TEXT, 2, cv2.LINE_AA)
 
 
