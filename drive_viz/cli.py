@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,7 @@ from drive_viz import __version__
 from drive_viz.errors import DriveVizError
 
 Command = Callable[[argparse.Namespace], int]
+TENSORFLOW_COMMANDS = {"train", "replay", "demo", "evaluate", "features", "live", "inspect"}
 UNSAFE_MODEL_HELP = ("load a model even if it needs unsafe deserialization (Lambda layers, "
                      "arbitrary Python): RISK: such a file can run any code on this machine "
                      "when loaded; use only for model files you made or trust")
@@ -28,6 +30,23 @@ def _lazy(target: str) -> Command:
         return getattr(importlib.import_module(module_name), function_name)(args)
 
     return run
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr closed: its C++ start-up lines (oneDNN,
+    CUDA probing on a machine without a GPU) ignore TF_CPP_MIN_LOG_LEVEL. Later messages,
+    and every error drive-viz prints, go to stderr as usual."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _add_info(commands: argparse._SubParsersAction) -> None:
@@ -364,8 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in TENSORFLOW_COMMANDS and "tensorflow" not in sys.modules:
+        _import_tensorflow_quietly()
     try:
         return int(args.run(args) or 0)
     except DriveVizError as exc:
