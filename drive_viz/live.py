@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,6 +58,8 @@ OUTPUT_FILES = ("annotated.mp4", "frames.parquet", "frames.csv", "summary.json")
 RECORDING_FOLDER = "recording"
 WINDOW_NAME = "drive-viz live"
 _QUIT_KEYS = (ord("q"), 27)
+#: Frames in the running median latency shown in the overlay.
+RECENT_FRAMES = 100
 
 
 @dataclass(frozen=True)
@@ -332,7 +335,7 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                                title=f"live {source.name} / {options.drive} drives")
     rows: list[dict[str, Any]] = []
     interventions = 0
-    latencies: list[float] = []
+    recent: deque[float] = deque(maxlen=RECENT_FRAMES)
     stopped = False
     with contextlib.ExitStack() as stack:
         recorder = video = window = None
@@ -371,13 +374,13 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                     render_ms = (time.perf_counter() - drawn) * 1000
                 preprocess_ms = (prepared - observed) * 1000
                 latency = preprocess_ms + analysis.model_ms + render_ms
-                latencies.append(latency)
+                recent.append(latency)
                 applied, left_lane = source.act(pred)
                 interventions += left_lane
                 encode_ms = 0.0
                 if picture is not None:
                     status = (f"{options.drive} drives   latency {latency:5.1f} ms "
-                              f"(p50 {np.median(latencies):5.1f})   interventions {interventions}")
+                              f"(p50 {np.median(recent):5.1f})   interventions {interventions}")
                     live_text(picture, renderer, status)
                     encoding = time.perf_counter()
                     if video is not None:
