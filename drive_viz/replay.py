@@ -1,12 +1,13 @@
 """``drive-viz replay``: run a recording through the model and the attention engine.
 
-Three stages overlap in threads joined by bounded queues (OpenCV, TensorFlow and PyAV release
+Four stages overlap in threads joined by bounded queues (OpenCV, TensorFlow and PyAV release
 the GIL), so memory stays flat however long the drive is:
 
 1. decode: JPEG -> RGB -> network input (and the mask in the network's view), in batches;
 2. model + attention (the calling thread): prediction, raw maps, conv1 activations,
    statistics, display heat (``RunningScale``) and the activation grid;
-3. render + encode: the annotated frame, the H.264 video, and the per-frame table rows.
+3. render: the annotated frame;
+4. write: the H.264 video, and the per-frame table rows.
 
 Outputs in RUN (each written to a ``*.partial`` name and renamed when complete, the video
 last): ``frames.parquet``, ``frames.csv``, ``summary.json``, ``report.html``, ``annotated.mp4``.
@@ -60,6 +61,7 @@ PARTIAL_SUFFIX = ".partial"
 GALLERY_SIZE = 6
 MAX_LISTED_SKIPS = 200
 QUEUE_BATCHES = 2
+QUEUE_FRAMES = 16
 TIMING_COLUMNS = ("decode_ms", "model_ms", "render_ms", "encode_ms")
 
 
@@ -301,6 +303,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     pipeline = _Pipeline()
     decoded: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
     analysed: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES)
+    rendered: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
     started = time.perf_counter()
 
     def decode() -> None:
@@ -353,34 +356,45 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         _collect_gallery(batch, options, prep, by_error, off_road)
         return batch
 
-    def render_and_write() -> None:
+    def render() -> None:
         renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
                                    timeline=timeline, title=f"{rec.path.name} / {camera}")
+        while (batch := pipeline.get(analysed)) is not None:
+            table = batch.table
+            render_ms = np.zeros(len(table))
+            for k in range(len(table) if options.video else 0):
+                tick = time.perf_counter()
+                picture = renderer.draw(
+                    batch.frames_rgb[k], batch.inputs[k],
+                    {m: batch.heat[m][k] for m in options.methods}, batch.grids[k],
+                    float(table["steer_true"].iat[k]), float(table["steer_pred"].iat[k]),
+                    int(table["frame"].iat[k]), float(table["t"].iat[k]),
+                    position=batch.positions[k])
+                render_ms[k] = (time.perf_counter() - tick) * 1000
+                pipeline.put(rendered, picture)
+            table["render_ms"] = render_ms
+            pipeline.put(rendered, table)  # after its frames: the writer fills encode_ms
+        pipeline.put(rendered, None)
+
+    def write() -> None:
         writer = _VideoSink(outputs.partial("annotated.mp4"), fps) if options.video else None
         table_sink = _TableSink(outputs.partial("frames.parquet"), outputs.partial("frames.csv"))
         progress = _progress_bar(len(positions_rows), options.progress)
+        encode_ms: list[float] = []
         try:
-            while (batch := pipeline.get(analysed)) is not None:
-                table = batch.table
-                render_ms, encode_ms = np.zeros(len(table)), np.zeros(len(table))
-                for k in range(len(table)):
-                    if writer is not None:
-                        tick = time.perf_counter()
-                        picture = renderer.draw(
-                            batch.frames_rgb[k], batch.inputs[k],
-                            {m: batch.heat[m][k] for m in options.methods}, batch.grids[k],
-                            float(table["steer_true"].iat[k]), float(table["steer_pred"].iat[k]),
-                            int(table["frame"].iat[k]), float(table["t"].iat[k]),
-                            position=batch.positions[k])
-                        tock = time.perf_counter()
-                        writer.write(picture)
-                        render_ms[k] = (tock - tick) * 1000
-                        encode_ms[k] = (time.perf_counter() - tock) * 1000
-                    progress.update(1)
-                table["render_ms"] = render_ms
-                table["encode_ms"] = encode_ms
-                table_sink.append(table)
-                accumulator.add(table)
+            while (item := pipeline.get(rendered)) is not None:
+                if isinstance(item, pd.DataFrame):
+                    item["encode_ms"] = encode_ms if writer is not None else 0.0
+                    encode_ms = []
+                    table_sink.append(item)
+                    accumulator.add(item)
+                    if writer is None:
+                        progress.update(len(item))
+                    continue
+                tick = time.perf_counter()
+                writer.write(item)
+                encode_ms.append((time.perf_counter() - tick) * 1000)
+                progress.update(1)
         finally:
             progress.close()
             if writer is not None:
@@ -390,7 +404,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     success = False
     try:
         pipeline.spawn(decode, "replay-decode")
-        pipeline.spawn(render_and_write, "replay-render")
+        pipeline.spawn(render, "replay-render")
+        pipeline.spawn(write, "replay-write")
         try:
             while (batch := pipeline.get(decoded)) is not None:
                 pipeline.put(analysed, analyse(batch))

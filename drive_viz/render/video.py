@@ -1,8 +1,13 @@
 """H.264 video that browsers play: libx264, yuv420p, MP4 with the moov atom first (faststart).
 
 Written with PyAV (OpenCV's pip wheel cannot write H.264). RGB frames are converted to I420
-with OpenCV (BT.601, limited range 16-235) and the stream is tagged as such (smpte170m), so
-players show the colours that were drawn.
+with OpenCV (BT.601, limited range 16-235; cheaper than PyAV's swscale) and the stream is tagged
+as such (smpte170m), so players show the colours that were drawn.
+
+Default preset ``ultrafast``: on the 1280x720 overlay it costs about 2.6x less CPU per frame
+than ``superfast`` for files about 25 % larger (measured: 4.1 vs 11.6 ms CPU, 57 vs 46 KiB per
+frame at CRF 23). It is still H.264 (constrained baseline: no CABAC, no B-frames) in yuv420p,
+which every browser plays.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from types import TracebackType
 import cv2
 import numpy as np
 
-DEFAULT_PRESET = "superfast"
+DEFAULT_PRESET = "ultrafast"
 DEFAULT_CRF = 23
 
 
@@ -23,11 +28,14 @@ class H264Writer:
 
     ``close()`` flushes the encoder and rewrites the file with the moov atom at the front;
     until then the file is incomplete (callers write to a temp name and rename after close).
-    Width and height must be even (yuv420p).
+    Width and height must be even (yuv420p). ``threads``: libx264 threads (0 = its own choice,
+    about 1.5 per core; 1 keeps encoding in the calling thread, the cheapest in CPU when other
+    pipeline stages keep the cores busy).
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int] = (1280, 720), *,
-                 preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF) -> None:
+                 preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF,
+                 threads: int = 0) -> None:
         import av
 
         width, height = size
@@ -46,6 +54,7 @@ class H264Writer:
         self._stream.width = width
         self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.thread_count = threads
         self._stream.options = {
             "preset": preset,
             "crf": str(crf),
