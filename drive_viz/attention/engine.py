@@ -229,7 +229,9 @@ class AttentionEngine:
             output, layers = self.network.forward(x)
             score = target_score(self.target, output, layers)
         sources = ([x] if wants_input_grad else []) + [layers[name] for name in cam_layers]
-        grads = tape.gradient(score, sources) if sources else []
+        # A layer above a unit target's layer does not affect the score: zero gradient.
+        grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO
+                              ) if sources else []
         layer_grads = dict(zip(cam_layers, grads[len(grads) - len(cam_layers):], strict=True))
         out = {"prediction": output}
         out.update({f"layer:{name}": layers[name] for name in self.activation_layers})
