@@ -386,9 +386,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in TENSORFLOW_COMMANDS and "tensorflow" not in sys.modules:
-        _import_tensorflow_quietly()
     try:
+        if args.command in TENSORFLOW_COMMANDS and "tensorflow" not in sys.modules:
+            _import_tensorflow_quietly()
         return int(args.run(args) or 0)
     except DriveVizError as exc:
         print(f"drive-viz: error: {exc}", file=sys.stderr)
