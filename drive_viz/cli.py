@@ -318,8 +318,9 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                         help="comma-separated attention methods (default: %(default)s)")
     parser.add_argument("--layout", default=None,
                         help="method shown over the camera frame (default: the first method)")
-    parser.add_argument("--target", default="steer", choices=("steer", "left", "maintain"),
-                        help="what the maps explain (default: steer)")
+    parser.add_argument("--target", default="steer",
+                        help="what the maps explain: steer, left, maintain, LAYER:UNIT or "
+                             "LAYER:UNIT@ROW,COL, as for replay (default: steer)")
     parser.add_argument("--frames", type=int, default=600,
                         help="simulation steps to run (default: %(default)s)")
     parser.add_argument("--display", action="store_true",

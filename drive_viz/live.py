@@ -394,6 +394,7 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                                     masks=None if seen.mask is None else {camera: seen.mask})
                 rows.append({
                     "frame": index, "row": index, "t": seen.t,
+                    "target": str(analyzer.engine.target),
                     **{name: float(values[0]) for name, values in analysis.columns.items()},
                     "decode_ms": (observed - tick) * 1000, "model_ms": analysis.model_ms,
                     "render_ms": render_ms, "encode_ms": encode_ms,

@@ -26,9 +26,9 @@ from drive_viz.sim.world import SyntheticWorld
 
 FRAMES = 40
 FPS = 20.0
-REPLAY_COLUMNS = ("frame", "row", "t", "steer_true", "steer_pred", "abs_error", "decode_ms",
-                  "model_ms", "render_ms", "encode_ms", "conv1_act_mean", "conv1_act_max",
-                  "conv1_dead_share")
+REPLAY_COLUMNS = ("frame", "row", "t", "target", "steer_true", "steer_pred", "abs_error",
+                  "decode_ms", "model_ms", "render_ms", "encode_ms", "conv1_act_mean",
+                  "conv1_act_max", "conv1_dead_share")
 LIVE_COLUMNS = ("steer_applied", "intervention", "interventions", "lateral_offset", "speed",
                 "preprocess_ms", "latency_ms")
 CARLA_WARMUP_TICKS = 10  # SessionConfig's default
@@ -106,6 +106,7 @@ def test_tables_have_replay_and_live_columns(synthetic_run):
     # Synthetic frames have masks, so the share of attention on the road is a real fraction.
     assert table["saliency_road_share"].between(0, 1).all()
     np.testing.assert_allclose(table["t"], np.arange(FRAMES) / FPS, atol=1e-9)
+    assert (table["target"] == "steer").all()
     # The model drives: what was applied is its prediction, clipped to the steering range.
     np.testing.assert_allclose(table["steer_applied"], np.clip(table["steer_pred"], -1, 1))
     np.testing.assert_allclose(table["abs_error"],
