@@ -2,10 +2,14 @@
 
     python benchmarks/replay.py [--frames 400] [--batch-size 32]
 
-Prints a table and writes benchmarks/results/replay.json. Stages alone: decode + preprocess
-(JPEG -> RGB -> 66x200 YUV), model + attention (default methods, batched), render
-(1280x720 overlay) and encode (H.264). Targets on 2 cores: >= 150 frames/s end to end and
-end to end >= 70 % of the slowest stage alone. All figures come from one run: compare ratios.
+Prints a table and writes benchmarks/results/replay.json. Each stage alone does exactly what
+its replay thread does: decode (JPEG -> RGB, mask PNG, both preprocessed to the network's
+66x200 view), model + attention (``FrameAnalyzer.analyse``: the engine with the default
+methods, statistics, display heat, conv1 grid), render (1280x720 overlay) and encode (H.264).
+For each: frames/s (wall) and CPU ms per frame (all threads of the process). Then the whole
+``replay`` (tables, report and video included) and a float32 ``tf.matmul`` as the machine's
+compute ceiling. Targets on 2 cores: >= 150 frames/s end to end and end to end >= 70 % of
+the slowest stage alone. All figures come from one run: compare ratios.
 """
 
 from __future__ import annotations
@@ -15,11 +19,55 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+
+MATMUL_SIZE = 1024
+
+
+def timed(work: Callable[[], Any], frames: int) -> tuple[Any, float, float]:
+    """Run ``work`` once: its result, frames/s (wall) and CPU ms per frame (whole process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = work()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return result, frames / wall, cpu * 1000 / frames
+
+
+def matmul_flops() -> float:
+    """FLOP/s of a float32 (1024 x 1024) @ (1024 x 1024) ``tf.matmul``, best of 5 rounds."""
+    import tensorflow as tf
+
+    a = tf.random.normal((MATMUL_SIZE, MATMUL_SIZE))
+    product = tf.function(lambda x: tf.matmul(x, x))
+    product(a).numpy()
+    best = float("inf")
+    for _ in range(5):
+        tick = time.perf_counter()
+        for _ in range(10):
+            out = product(a)
+        out.numpy()
+        best = min(best, (time.perf_counter() - tick) / 10)
+    return 2 * MATMUL_SIZE ** 3 / best
+
+
+def forward_flops(model: Any) -> int:
+    """FLOPs (2 per multiply-add) of one frame through the model's Conv2D and Dense layers."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, out_h, out_w, out_c = layer.output.shape
+            k_h, k_w, in_c, _ = layer.kernel.shape
+            total += out_h * out_w * out_c * k_h * k_w * in_c
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return 2 * total
 
 
 def main() -> None:
@@ -28,17 +76,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="model batch size")
     args = parser.parse_args()
 
-    from drive_viz.attention import AttentionEngine
-    from drive_viz.attention.grids import LayerScale, tile_activations
+    from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer
     from drive_viz.model.dave2 import build_dave2
-    from drive_viz.model.preprocess import preprocess_frame
+    from drive_viz.model.preprocess import preprocess_frame, preprocess_mask
     from drive_viz.recording.reader import open_recording
-    from drive_viz.render.colormap import RunningScale
-    from drive_viz.render.overlay import OverlayRenderer, Timeline
+    from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline
     from drive_viz.render.video import H264Writer
-    from drive_viz.replay import DEFAULT_METHODS, ReplayOptions, replay
+    from drive_viz.replay import ReplayOptions, replay
     from drive_viz.sim.synth import write_synthetic_recording
 
+    batch = args.batch_size
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         rec_path = write_synthetic_recording(root / "rec", frames=args.frames, seed=1,
@@ -47,66 +94,91 @@ def main() -> None:
         model = build_dave2(seed=0)
         model.save(model_path)
         rec = open_recording(rec_path)
+        camera = rec.cameras[0]
         n = len(rec)
         rates: dict[str, float] = {}
+        cpu_ms: dict[str, float] = {}
 
-        tick = time.perf_counter()
-        frames = [rec.image(i) for i in range(n)]
-        inputs = np.stack([preprocess_frame(f) for f in frames])
-        rates["decode + preprocess"] = n / (time.perf_counter() - tick)
+        def decode() -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+            frames = [rec.image(i, camera) for i in range(n)]
+            masks = [preprocess_mask(rec.mask(i, camera)) for i in range(n)]
+            return frames, np.stack([preprocess_frame(f) for f in frames]), masks
 
-        engine = AttentionEngine(model, methods=DEFAULT_METHODS, activation_layers=("conv1",))
-        batch = args.batch_size
-        padded = np.concatenate([inputs, np.zeros((-n % batch, *inputs.shape[1:]), np.float32)])
-        engine(padded[:batch])  # trace once, outside the timing
-        tick = time.perf_counter()
-        results = [engine(padded[k:k + batch]) for k in range(0, len(padded), batch)]
-        rates["model + attention"] = len(padded) / (time.perf_counter() - tick)
+        (frames, inputs, masks), rates["decode"], cpu_ms["decode"] = timed(decode, n)
 
-        scales = {m: RunningScale() for m in DEFAULT_METHODS}
-        heat = {m: np.concatenate([scales[m].normalize(r.maps[m]) for r in results])[:n]
-                for m in DEFAULT_METHODS}
-        acts = np.concatenate([r.activations["conv1"] for r in results])[:n]
-        grids = tile_activations(acts, LayerScale.fit(acts[:batch]))
+        analyzer = FrameAnalyzer(model, DEFAULT_METHODS, batch_size=batch)
+        analyzer.warm_up()
+        steering = rec.steering()
+        analyzer.analyse(inputs[:batch], steering[:batch], masks[:batch])  # first-batch setup
+        analyzer = FrameAnalyzer(model, DEFAULT_METHODS, batch_size=batch)
+        analyses, rates["model + attention"], cpu_ms["model + attention"] = timed(
+            lambda: [analyzer.analyse(inputs[k:k + batch], steering[k:k + batch],
+                                      masks[k:k + batch]) for k in range(0, n, batch)], n)
+        heat = {m: np.concatenate([a.heat[m] for a in analyses]) for m in DEFAULT_METHODS}
+        grids = np.concatenate([a.grids for a in analyses])
+        predicted = np.concatenate([a.prediction for a in analyses])
+        del analyses
+
         renderer = OverlayRenderer(DEFAULT_METHODS[0], DEFAULT_METHODS,
-                                   timeline=Timeline(rec.steering()))
-        tick = time.perf_counter()
-        pictures = []
-        for i in range(n):
-            picture = renderer.draw(frames[i], inputs[i], {m: heat[m][i] for m in heat},
-                                    grids[i], 0.1, 0.2, i, i / rec.fps, position=i)
-            if i < 120:
-                pictures.append(picture)
-        rates["render"] = n / (time.perf_counter() - tick)
-        del frames
+                                   timeline=Timeline(steering))
+        kept = 120  # pictures kept for the encode stage (memory)
 
-        tick = time.perf_counter()
-        with H264Writer(root / "encode.mp4", rec.fps) as writer:
+        def render() -> list[np.ndarray]:
+            pictures = []
             for i in range(n):
-                writer.write(pictures[i % len(pictures)])
-        rates["encode"] = n / (time.perf_counter() - tick)
+                picture = renderer.draw(frames[i], inputs[i], {m: heat[m][i] for m in heat},
+                                        grids[i], float(steering[i]), float(predicted[i]), i,
+                                        i / rec.fps, position=i)
+                if i < kept:
+                    pictures.append(picture)
+            return pictures
 
-        tick = time.perf_counter()
-        replay(rec_path, model_path, root / "run",
-               ReplayOptions(batch_size=batch, progress=False))
-        end_to_end = n / (time.perf_counter() - tick)
+        pictures, rates["render"], cpu_ms["render"] = timed(render, n)
+        frames.clear()
+
+        def encode() -> None:
+            with H264Writer(root / "encode.mp4", rec.fps, FRAME_SIZE) as writer:
+                for i in range(n):
+                    writer.write(pictures[i % len(pictures)])
+
+        _, rates["encode"], cpu_ms["encode"] = timed(encode, n)
+        pictures.clear()
+
+        replay(rec_path, model_path, root / "warm",  # warm caches and imports once
+               ReplayOptions(batch_size=batch, end=batch, progress=False))
+        _, end_to_end, end_to_end_cpu = timed(
+            lambda: replay(rec_path, model_path, root / "run",
+                           ReplayOptions(batch_size=batch, progress=False)), n)
+        ceiling = matmul_flops()
+        flops = forward_flops(model)
 
     slowest = min(rates, key=rates.get)
     ratio = end_to_end / rates[slowest]
-    print(f"replay benchmark: {n} frames 800x600 JPEG -> 1280x720 H.264, "
-          f"methods {','.join(DEFAULT_METHODS)}, batch {batch}")
-    print(f"{'stage':<24}{'frames/s':>10}")
+    cpus = len(os.sched_getaffinity(0))
+    stage_cpu = sum(cpu_ms.values())
+    efficiency = end_to_end * flops / ceiling
+    print(f"replay benchmark: {n} frames 800x600 JPEG -> {FRAME_SIZE[0]}x{FRAME_SIZE[1]} H.264, "
+          f"methods {','.join(DEFAULT_METHODS)}, batch {batch}, {cpus} CPUs, "
+          f"load {os.getloadavg()[0]:.1f}")
+    print(f"{'stage':<24}{'frames/s':>10}{'CPU ms/frame':>14}")
     for stage, rate in rates.items():
-        print(f"{stage:<24}{rate:>10.1f}")
-    print(f"{'end to end':<24}{end_to_end:>10.1f}")
+        print(f"{stage:<24}{rate:>10.1f}{cpu_ms[stage]:>14.2f}")
+    print(f"{'sum of stages':<24}{'':>10}{stage_cpu:>14.2f}"
+          f"   (bound on {cpus} cores: {cpus * 1000 / stage_cpu:.0f} frames/s)")
+    print(f"{'end to end':<24}{end_to_end:>10.1f}{end_to_end_cpu:>14.2f}")
     print(f"end to end / slowest stage alone ({slowest}): {ratio:.0%}  (target >= 70 %)")
     print(f"end to end target >= 150 frames/s: {'met' if end_to_end >= 150 else 'NOT met'}")
+    print(f"matmul ceiling {ceiling / 1e9:.0f} GFLOP/s; DAVE-2 forward {flops / 1e6:.1f} "
+          f"MFLOP/frame -> end to end uses {efficiency:.2%} of it in forward-pass FLOPs")
     out = Path(__file__).with_name("results") / "replay.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"frames": n, "batch_size": batch, "stages_fps": rates,
-                               "end_to_end_fps": end_to_end, "slowest_stage": slowest,
-                               "end_to_end_over_slowest": ratio, "cpus": os.cpu_count()},
-                              indent=2))
+    out.write_text(json.dumps({
+        "frames": n, "batch_size": batch, "cpus": cpus, "load_average": os.getloadavg()[0],
+        "stages_fps": rates, "stages_cpu_ms_per_frame": cpu_ms,
+        "end_to_end_fps": end_to_end, "end_to_end_cpu_ms_per_frame": end_to_end_cpu,
+        "slowest_stage": slowest, "end_to_end_over_slowest": ratio,
+        "matmul_flops_per_s": ceiling, "forward_flops_per_frame": flops,
+        "end_to_end_forward_flops_over_matmul": efficiency}, indent=2))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from drive_viz.model.preprocess import Preprocessing, preprocess_frame
-from drive_viz.render.colormap import HEAT_LUT, RunningScale, blend_heat
+from drive_viz.render.colormap import (
+    HEAT_LUT,
+    RunningScale,
+    blend_heat,
+    blend_levels,
+    heat_levels,
+)
 from drive_viz.render.overlay import (
+    PANEL_BACKGROUND,
     PREDICTED_COLOR,
     RECORDED_COLOR,
     OverlayRenderer,
@@ -141,3 +148,69 @@ def test_h264_writer_is_browser_ready(tmp_path) -> None:
     assert len(decoded) == 9
     # Colour survives the round trip (BT.601 limited range both ways).
     assert np.abs(decoded[0][120, 300].astype(int) - (200, 50, 50)).max() <= 8
+
+
+def test_uint8_blend_is_within_rounding_of_the_float_blend() -> None:
+    rng = np.random.default_rng(1)
+    picture = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    levels = rng.integers(0, 256, (40, 50), dtype=np.uint8)
+    levels[:5] = 0
+    out = blend_levels(picture, levels, opacity=0.6)
+    # alpha = 0.6 * level / 255; colour = the inferno LUT entry of that level.
+    alpha = (0.6 * levels / 255.0)[:, :, None]
+    exact = (1 - alpha) * picture + alpha * HEAT_LUT[levels, 0]
+    assert np.abs(out - exact).max() <= 1.5
+    assert (out[:5] == picture[:5]).all()
+    assert (heat_levels(np.array([[0.0, 0.5, 1.0, 2.0, -1.0, np.nan]])) ==
+            [[0, 128, 255, 255, 0, 0]]).all()
+
+
+def test_large_frame_fills_the_main_panel_in_place() -> None:
+    # 1800x1000 is more than twice the 840x472 panel: halved once by area, then bilinear.
+    # Scale min(840/1800, 472/1000) = 0.4667 -> 840x467, centred: rows 10..477, columns 8..848.
+    frame = np.zeros((1000, 1800, 3), np.uint8)
+    frame[:, :900] = (200, 30, 30)
+    frame[:, 900:] = (30, 30, 200)
+    renderer = OverlayRenderer("saliency", METHODS)
+    cold = np.zeros((66, 200), np.float32)
+    picture = renderer.draw(frame, preprocess_frame(frame), dict.fromkeys(METHODS, cold), None,
+                            0.0, 0.0, frame=0, t=0.0)
+    assert (picture[240, 100] == (200, 30, 30)).all()
+    assert (picture[240, 800] == (30, 30, 200)).all()
+    assert (picture[8, 400] == PANEL_BACKGROUND).all()  # above the centred frame
+    assert (picture[478, 400] == PANEL_BACKGROUND).all()  # below it
+
+
+def test_activation_grid_is_pasted_pixel_for_pixel() -> None:
+    # A 127x593 grid fits the 600x128 box at scale 1.008: shown 1:1 (no resampling), centred
+    # at x = 8 + (600 - 593) // 2 = 11, y = 500 + (128 - 127) // 2 = 500.
+    grid = np.zeros((127, 593), np.float32)
+    grid[40, 300] = 1.0
+    renderer = OverlayRenderer("saliency", METHODS)
+    frame = _camera_frame()
+    picture = renderer.draw(frame, preprocess_frame(frame),
+                            dict.fromkeys(METHODS, np.zeros((66, 200), np.float32)), grid,
+                            0.0, 0.0, frame=0, t=0.0)
+    assert (picture[540, 311] == 255).all()
+    assert (picture[540, 310] == 0).all() and (picture[541, 311] == 0).all()
+
+
+def test_half_size_canvas_scales_the_layout() -> None:
+    renderer = OverlayRenderer("saliency", METHODS, prep=Preprocessing(0.4, 0.1),
+                               size=(640, 360))
+    cold = np.zeros((66, 200), np.float32)
+    hot = cold.copy()
+    hot[28:38, 145:160] = 1.0
+    base, lit = _draw(renderer, cold), _draw(renderer, hot)
+    assert base.shape == (360, 640, 3)
+    # Input panel: 400x132 at (864, 28) halves to 200x66 at (432, 14): the map at scale 1.
+    assert np.abs(lit[14 + 33, 432 + 152].astype(int) - base[14 + 33, 432 + 152]).sum() > 100
+    assert (lit[14 + 10, 432 + 20] == base[14 + 10, 432 + 20]).all()
+    # Main panel: 420x236 at (4, 4); the 320x160 frame at 420/320 = 1.3125 is 420x210,
+    # top at 4 + 13 = 17. The map's hot block (rows 28..38 of 66 over frame rows 64..144).
+    y = int(17 + (64 + 33.5 / 66 * 80) * 1.3125)
+    x = int(4 + 152.5 / 200 * 420)
+    assert np.abs(lit[y, x].astype(int) - base[y, x]).sum() > 100
+    cx, cy = renderer.gauge_center
+    right = _draw(renderer, cold, steer_true=1.0, steer_pred=float("nan"))
+    assert np.abs(right[cy, cx + 30].astype(int) - RECORDED_COLOR).sum() < 30
