@@ -6,7 +6,9 @@ Prints a table and writes benchmarks/results/replay.json. Each stage alone does 
 its replay thread does: decode (JPEG -> RGB, mask PNG, both preprocessed to the network's
 66x200 view), model + attention (``FrameAnalyzer.analyse``: the engine with the default
 methods, statistics, display heat, conv1 grid), render (1280x720 overlay) and encode (H.264).
-For each: frames/s (wall) and CPU ms per frame (all threads of the process). Then the whole
+For each: frames/s (wall), CPU ms per frame (all threads of the process) and the cores it
+kept busy (CPU time / wall time): end to end can reach the slowest stage's rate only if the
+cores are not already busy with that stage alone. Then the whole
 ``replay`` (tables, report and video included) and a float32 ``tf.matmul`` as the machine's
 compute ceiling. Targets on 2 cores: >= 150 frames/s end to end and end to end >= 70 % of
 the slowest stage alone. All figures come from one run: compare ratios.
@@ -160,12 +162,13 @@ def main() -> None:
     print(f"replay benchmark: {n} frames 800x600 JPEG -> {FRAME_SIZE[0]}x{FRAME_SIZE[1]} H.264, "
           f"methods {','.join(DEFAULT_METHODS)}, batch {batch}, {cpus} CPUs, "
           f"load {os.getloadavg()[0]:.1f}")
-    print(f"{'stage':<24}{'frames/s':>10}{'CPU ms/frame':>14}")
+    print(f"{'stage':<24}{'frames/s':>10}{'CPU ms/frame':>14}{'cores busy':>12}")
     for stage, rate in rates.items():
-        print(f"{stage:<24}{rate:>10.1f}{cpu_ms[stage]:>14.2f}")
+        print(f"{stage:<24}{rate:>10.1f}{cpu_ms[stage]:>14.2f}{rate * cpu_ms[stage] / 1000:>12.2f}")
     print(f"{'sum of stages':<24}{'':>10}{stage_cpu:>14.2f}"
           f"   (bound on {cpus} cores: {cpus * 1000 / stage_cpu:.0f} frames/s)")
-    print(f"{'end to end':<24}{end_to_end:>10.1f}{end_to_end_cpu:>14.2f}")
+    print(f"{'end to end':<24}{end_to_end:>10.1f}{end_to_end_cpu:>14.2f}"
+          f"{end_to_end * end_to_end_cpu / 1000:>12.2f}")
     print(f"end to end / slowest stage alone ({slowest}): {ratio:.0%}  (target >= 70 %)")
     print(f"end to end target >= 150 frames/s: {'met' if end_to_end >= 150 else 'NOT met'}")
     print(f"matmul ceiling {ceiling / 1e9:.0f} GFLOP/s; DAVE-2 forward {flops / 1e6:.1f} "
