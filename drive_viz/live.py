@@ -47,6 +47,7 @@ from drive_viz.errors import DriveVizError
 from drive_viz.model.preprocess import Preprocessing, preprocess_frame, preprocess_mask
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta
 from drive_viz.render.overlay import FRAME_SIZE, TEXT, OverlayRenderer
+from drive_viz.run_folder import RunFolder
 
 WORLDS = ("synthetic", "carla")
 DRIVERS = ("model", "autopilot")
@@ -200,40 +201,6 @@ class _CarlaSource:
         return steer, False
 
 
-class _Outputs:
-    """The RUN folder: refuses to clobber; files go to hidden ``*.partial`` names until done."""
-
-    def __init__(self, folder: Path, overwrite: bool) -> None:
-        self.folder = folder
-        if folder.exists() and not folder.is_dir():
-            raise DriveVizError(f"{folder}: exists and is not a folder")
-        if folder.exists() and any(folder.iterdir()):
-            if not overwrite:
-                raise DriveVizError(f"{folder}: already exists and is not empty "
-                                    "(pass --overwrite to replace the run)")
-            for name in OUTPUT_FILES:
-                self.final(name).unlink(missing_ok=True)
-                self.partial(name).unlink(missing_ok=True)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DriveVizError(f"{folder}: cannot create ({exc.strerror})") from None
-
-    def partial(self, name: str) -> Path:
-        return self.folder / f".{name}.partial"
-
-    def final(self, name: str) -> Path:
-        return self.folder / name
-
-    def commit(self) -> None:
-        for name in OUTPUT_FILES:
-            os.replace(self.partial(name), self.final(name))
-
-    def discard(self) -> None:
-        for name in OUTPUT_FILES:
-            self.partial(name).unlink(missing_ok=True)
-
-
 class _Window:
     """The OpenCV window (Qt): shows RGB frames; q, Esc or closing the window stops."""
 
@@ -299,7 +266,7 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
     check_methods(options.methods, options.main_method, options.target)
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
     prep = model_preprocessing(model_path)
-    outputs = _Outputs(Path(options.out), options.overwrite) if options.out else None
+    outputs = RunFolder(Path(options.out), OUTPUT_FILES, options.overwrite) if options.out else None
     draws = options.display or outputs is not None
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=draws)
     analyzer.warm_up()
@@ -324,7 +291,7 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
 
 
 def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
-         prep: Preprocessing, options: LiveOptions, outputs: _Outputs | None, draws: bool,
+         prep: Preprocessing, options: LiveOptions, outputs: RunFolder | None, draws: bool,
          model_path: str | Path) -> tuple[list[dict[str, Any]], bool]:
     """The frame loop; returns the table rows and whether the user stopped early."""
     from drive_viz.recording.writer import RecordingWriter
@@ -347,7 +314,7 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                        "steer_label": "steer applied on this frame (+right): the model's with "
                                       "--drive model, else the expert's / autopilot's"})
             recorder = stack.enter_context(RecordingWriter(
-                outputs.folder / RECORDING_FOLDER, meta, overwrite=options.overwrite,
+                outputs.path / RECORDING_FOLDER, meta, overwrite=options.overwrite,
                 with_masks=True))
             video = stack.enter_context(H264Writer(outputs.partial("annotated.mp4"), options.fps,
                                                    FRAME_SIZE))

@@ -21,7 +21,6 @@ import base64
 import heapq
 import json
 import math
-import os
 import queue
 import threading
 import time
@@ -52,12 +51,12 @@ from drive_viz.model.preprocess import (
 )
 from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline, heat_on_frame
+from drive_viz.run_folder import RunFolder
 
 __all__ = ["ACTIVATION_LAYER", "DEFAULT_METHODS", "OUTPUT_FILES", "TARGETS", "ReplayOptions",
            "replay"]
 
 OUTPUT_FILES = ("frames.parquet", "frames.csv", "summary.json", "report.html", "annotated.mp4")
-PARTIAL_SUFFIX = ".partial"
 GALLERY_SIZE = 6
 MAX_LISTED_SKIPS = 200
 QUEUE_BATCHES = 2
@@ -153,39 +152,6 @@ class _Pipeline:
     def join(self) -> None:
         for thread in self.threads:
             thread.join()
-
-
-class _Outputs:
-    """The run folder: refuses to clobber, writes to ``*.partial`` and renames at the end."""
-
-    def __init__(self, folder: Path, overwrite: bool) -> None:
-        self.folder = folder
-        if folder.exists() and not folder.is_dir():
-            raise DriveVizError(f"{folder}: exists and is not a folder")
-        if folder.exists() and any(folder.iterdir()):
-            if not overwrite:
-                raise DriveVizError(f"{folder}: already exists and is not empty "
-                                    "(pass --overwrite to replace the run)")
-            for name in OUTPUT_FILES:
-                for path in (folder / name, self.partial(name)):
-                    path.unlink(missing_ok=True)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DriveVizError(f"{folder}: cannot create ({exc.strerror})") from None
-
-    def partial(self, name: str) -> Path:
-        return self.folder / f".{name}{PARTIAL_SUFFIX}"
-
-    def final(self, name: str) -> Path:
-        return self.folder / name
-
-    def commit(self, name: str) -> None:
-        os.replace(self.partial(name), self.final(name))
-
-    def discard(self) -> None:
-        for name in OUTPUT_FILES:
-            self.partial(name).unlink(missing_ok=True)
 
 
 class _Accumulator:
@@ -285,7 +251,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
                             f"(the recording has {len(rec)} rows)")
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
     prep = model_preprocessing(model_path)
-    outputs = _Outputs(Path(out), options.overwrite)
+    outputs = RunFolder(Path(out), OUTPUT_FILES, options.overwrite)
 
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=options.video,
                              batch_size=options.batch_size)
@@ -431,11 +397,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
                                                    encoding="utf-8")
         write_report(outputs.partial("report.html"), summary,
                      pd.read_parquet(outputs.partial("frames.parquet")), galleries)
-        for name in OUTPUT_FILES:
-            if name != "annotated.mp4":
-                outputs.commit(name)
-        if options.video:
-            outputs.commit("annotated.mp4")
+        tables_and_report = [name for name in OUTPUT_FILES if name != "annotated.mp4"]
+        outputs.commit(*tables_and_report, *(["annotated.mp4"] if options.video else []))
         success = True
         return summary
     except BaseException:
