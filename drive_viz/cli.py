@@ -177,10 +177,14 @@ def _add_features(commands: argparse._SubParsersAction) -> None:
                     "blur and L2 decay) until it excites that filter, and write the images "
                     "as one labelled grid PNG.")
     parser.add_argument("--model", required=True, help="steering model (.keras)")
-    parser.add_argument("--layer", required=True,
+    parser.add_argument("--layer", default=None,
                         help="conv or dense layer to visualize, e.g. conv1 or dense2")
     parser.add_argument("--filters", default=None,
                         help="filters/units to show, e.g. 0,1,2 or 0-7 (default: all)")
+    parser.add_argument("--target", default=None,
+                        help="instead of --layer/--filters: one unit, LAYER:UNIT (conv3:17 = "
+                             "filter 17's mean activation, dense1:4) or a conv filter at one "
+                             "feature-map cell, LAYER:UNIT@ROW,COL (conv3:17@2,10)")
     parser.add_argument("--steps", type=int, default=128,
                         help="gradient-ascent steps per image (default: 128)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting noise")

@@ -94,3 +94,45 @@ def test_command_bad_layer_one_line_error(model_file: Path, tmp_path: Path, caps
     assert err.startswith("drive-viz: error: ") and err.count("\n") == 1
     assert "conv9" in err and "conv1" in err
     assert not out.exists()
+
+
+def test_position_probe_scores_are_that_cell_of_the_layer(model) -> None:
+    import keras
+
+    x = (127.5 + 20 * np.random.default_rng(1).standard_normal((2, 66, 200, 3))).astype(np.float32)
+    conv3 = keras.Model(model.inputs[0], model.get_layer("conv3").output)(x).numpy()
+    probe = LayerProbe(model, "conv3", position=(2, 10))
+    np.testing.assert_allclose(probe.scores(x), conv3[:, 2, 10, :], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ModelError, match="no feature-map cell"):
+        LayerProbe(model, "conv3", position=(5, 0))  # conv3 is 5 rows high: rows 0..4
+
+
+def test_position_target_excites_its_cell(model) -> None:
+    probe = LayerProbe(model, "conv3", position=(2, 10))
+    features = maximize_activation(model, "conv3", (7,), steps=48, seed=2, probe=probe)
+    assert features.final_score[0] > features.start_score[0] + 1.0
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--target", "conv3:7@2,10", "--layer", "conv3"], "drop --layer"),
+    (["--target", "left"], "features maximizes one unit"),
+    (["--target", "conv3:7@9,9"], "no feature-map cell"),
+    ([], "give --layer"),
+])
+def test_command_target_errors(model_file: Path, tmp_path: Path, capsys, arguments: list[str],
+                               message: str) -> None:
+    out = tmp_path / "features.png"
+    code = main(["features", "--model", str(model_file), *arguments, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_command_accepts_a_unit_target(model_file: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "features.png"
+    code = main(["features", "--model", str(model_file), "--target", "dense1:4", "--steps", "3",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    grid = cv2.imread(str(out))
+    tile_h, tile_w = 2 * 66 + LABEL_HEIGHT, 2 * 200
+    assert grid.shape[:2] == (tile_h + 2 * GAP, tile_w + 2 * GAP)  # one tile

@@ -61,11 +61,12 @@ class LayerProbe:
     """One conv or dense layer of a steering model, traced once.
 
     ``scores(inputs)`` -> (N, c) float32: every unit's score (conv filters averaged over the
-    feature map). ``gradient(inputs, units)`` -> (N, 66, 200, 3): the gradient of unit
-    ``units[i]``'s score on image i with respect to image i.
+    feature map, or taken at feature-map cell ``position`` (row, col)). ``gradient(inputs,
+    units)`` -> (N, 66, 200, 3): the gradient of unit ``units[i]``'s score on image i with
+    respect to image i.
     """
 
-    def __init__(self, model: Any, layer: str) -> None:
+    def __init__(self, model: Any, layer: str, position: tuple[int, int] | None = None) -> None:
         import keras
         import tensorflow as tf
 
@@ -81,10 +82,18 @@ class LayerProbe:
                              f"units to visualize; choose one of {', '.join(names)}")
         self.layer = layer
         self.units = int(found.output.shape[-1])
+        self.position = position
+        shape = tuple(found.output.shape[1:])
+        if position is not None and not (len(shape) == 3 and 0 <= position[0] < shape[0]
+                                         and 0 <= position[1] < shape[1]):
+            raise ModelError(f"layer {layer!r} (output {shape}) has no feature-map cell "
+                             f"{position}")
         submodel = keras.Model(model.inputs[0], found.output)
 
         def unit_scores(x: Any) -> Any:
             acts = submodel(x, training=False)
+            if position is not None:
+                return acts[:, position[0], position[1], :]
             if len(acts.shape) == 4:
                 acts = tf.reduce_mean(acts, axis=(1, 2))
             return acts
@@ -202,6 +211,26 @@ def parse_units(text: str | None) -> tuple[int, ...] | None:
     return tuple(units)
 
 
+def _chosen_units(args: argparse.Namespace
+                  ) -> tuple[str, tuple[int, ...] | None, tuple[int, int] | None]:
+    """(layer, units, position) from ``--target`` or from ``--layer`` and ``--filters``."""
+    from drive_viz.attention.targets import UnitTarget, parse_target
+
+    if args.target is None:
+        if args.layer is None:
+            raise DriveVizError("give --layer (with optional --filters) or --target LAYER:UNIT")
+        return args.layer, parse_units(args.filters), None
+    if args.layer is not None or args.filters is not None:
+        raise DriveVizError("--target names the layer and unit: drop --layer and --filters")
+    target = parse_target(args.target)
+    if target == "steer":
+        return "steer", (0,), None
+    if not isinstance(target, UnitTarget):
+        raise DriveVizError(f"--target {args.target!r}: features maximizes one unit: steer, "
+                            "LAYER:UNIT or LAYER:UNIT@ROW,COL")
+    return target.layer, (target.unit,), target.position
+
+
 def run(args: argparse.Namespace) -> int:
     """``drive-viz features``: write a labelled grid PNG of maximizing inputs."""
     from drive_viz.model.dave2 import load_steering_model
@@ -213,11 +242,14 @@ def run(args: argparse.Namespace) -> int:
         raise DriveVizError(f"{out.parent}: output folder does not exist")
     if args.steps < 1:
         raise DriveVizError(f"--steps {args.steps}: must be at least 1")
-    units = parse_units(args.filters)
+    layer, units, position = _chosen_units(args)
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
-    features = maximize_activation(model, args.layer, units, steps=args.steps, seed=args.seed)
+    probe = LayerProbe(model, layer, position)
+    features = maximize_activation(model, layer, units, steps=args.steps, seed=args.seed,
+                                   probe=probe)
     write_png(out, feature_grid(features))
     gain = float(np.median(features.final_score - features.start_score))
-    print(f"wrote {out}: {len(features.units)} {args.layer} filter(s), {args.steps} steps, "
+    what = args.target or f"{layer} filter(s)"
+    print(f"wrote {out}: {len(features.units)} x {what}, {args.steps} steps, "
           f"median activation gain {gain:.3g}")
     return 0
