@@ -214,3 +214,15 @@ def test_half_size_canvas_scales_the_layout() -> None:
     cx, cy = renderer.gauge_center
     right = _draw(renderer, cold, steer_true=1.0, steer_pred=float("nan"))
     assert np.abs(right[cy, cx + 30].astype(int) - RECORDED_COLOR).sum() < 30
+
+
+def test_timeline_span_fits_the_recorded_drive() -> None:
+    assert Timeline(np.array([0.02, -0.08, np.nan])).span == 0.1
+    assert Timeline(np.array([0.3, -0.45])).span == 0.5
+    assert Timeline(np.array([1.0, -1.0])).span == 1.0
+    renderer = OverlayRenderer("saliency", METHODS, timeline=Timeline(np.array([0.0, 0.2])))
+    strip = renderer.strip
+    # +span sits 2 px below the strip's top edge, -span 2 px above its bottom, 0 in the middle.
+    assert renderer.strip_xy(0, 0.2)[1] == strip.y + 2
+    assert renderer.strip_xy(0, -0.2)[1] == strip.y + strip.h - 2
+    assert renderer.strip_xy(0, 0.0)[1] == round(strip.y + strip.h / 2)

@@ -67,6 +67,9 @@ class Box:
                    max(1, round(self.h * sy)))
 
 
+TIMELINE_SPANS = (0.1, 0.2, 0.25, 0.5, 1.0)
+
+
 class Timeline:
     """Recorded vs predicted steering over a replay, (n,) positions in replay order.
 
@@ -77,6 +80,11 @@ class Timeline:
     def __init__(self, recorded: Sequence[float] | np.ndarray) -> None:
         self.recorded = np.asarray(recorded, dtype=np.float64)
         self.predicted = np.full(len(self.recorded), np.nan)
+        finite = np.abs(self.recorded[np.isfinite(self.recorded)])
+        peak = float(finite.max()) if len(finite) else 0.0
+        #: The steering at the strip's top (+) and bottom (-) edges: the smallest of
+        #: TIMELINE_SPANS that holds the whole recorded drive, so gentle drives stay readable.
+        self.span = next((s for s in TIMELINE_SPANS if peak <= s), 1.0)
 
     def __len__(self) -> int:
         return len(self.recorded)
@@ -166,6 +174,9 @@ class OverlayRenderer:
                     RECORDED_COLOR)
         self._label(canvas, "predicted", self.strip.x + self._px(180), self.strip.y - gap,
                     PREDICTED_COLOR)
+        if self.timeline is not None:
+            self._label(canvas, f"edges: +/-{self.timeline.span:g}", self.strip.x
+                        + self._px(300), self.strip.y - gap, DIM_TEXT)
         mid = self.strip.y + self.strip.h // 2
         cv2.line(canvas, (self.strip.x, mid), (self.strip.x + self.strip.w - 1, mid),
                  (70, 70, 80), 1)
@@ -182,15 +193,16 @@ class OverlayRenderer:
         return int(round(cx + length * np.sin(angle))), int(round(cy - length * np.cos(angle)))
 
     def strip_xy(self, position: int, steer: float) -> tuple[int, int]:
-        """Canvas pixel of timeline ``position`` at steering ``steer`` (+1 at the top edge)."""
+        """Canvas pixel of timeline ``position`` at steering ``steer`` (+span at the top edge)."""
         points = self._strip_points(np.array([position]), np.array([steer]))
         return int(points[0, 0]), int(points[0, 1])
 
     def _strip_points(self, positions: np.ndarray, steer: np.ndarray) -> np.ndarray:
         count = max(len(self.timeline) if self.timeline is not None else 1, 2)
         x = self.strip.x + positions * (self.strip.w - 1) / (count - 1)
+        span = self.timeline.span if self.timeline is not None else 1.0
         half = (self.strip.h - 4) / 2
-        y = self.strip.y + self.strip.h / 2 - np.clip(steer, -1.0, 1.0) * half
+        y = self.strip.y + self.strip.h / 2 - np.clip(steer / span, -1.0, 1.0) * half
         return np.stack([x, y], axis=1)
 
     # ---- per frame ----------------------------------------------------------------------
