@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from drive_viz import __version__
 from drive_viz.errors import DriveVizError
+from drive_viz.model.dave2 import SHIPPED_MODEL
 
 Command = Callable[[argparse.Namespace], int]
 TENSORFLOW_COMMANDS = {"train", "replay", "demo", "evaluate", "features", "live", "inspect"}
@@ -236,7 +237,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
                         help="frames to synthesize when the drive is absent (default 300)")
     parser.add_argument("--recording", default="recordings/demo",
                         help="synthetic drive folder (default: %(default)s)")
-    parser.add_argument("--model", default="models/dave2_synth.keras",
+    parser.add_argument("--model", default=str(SHIPPED_MODEL),
                         help="model to replay with (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic world seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -313,7 +314,7 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                     "summary.json and the drive as RUN/recording.")
     parser.add_argument("--world", choices=("synthetic", "carla"), default="synthetic",
                         help="simulator (default: %(default)s)")
-    parser.add_argument("--model", default="models/dave2_synth.keras",
+    parser.add_argument("--model", default=str(SHIPPED_MODEL),
                         help="steering model (default: %(default)s)")
     parser.add_argument("--drive", choices=("model", "autopilot"), default="model",
                         help="who steers: the model, or the expert/autopilot with the model in "

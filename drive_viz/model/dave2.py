@@ -15,6 +15,8 @@ from typing import Any
 from drive_viz.errors import ModelError
 from drive_viz.model.preprocess import INPUT_SHAPE, Preprocessing
 
+#: The model the project ships (models/ in the checkout; the README installs it editable).
+SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "dave2_synth.keras"
 ACTIVATIONS = ("elu", "relu")
 HEADS = ("flatten", "gap")
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
