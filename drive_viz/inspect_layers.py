@@ -61,13 +61,9 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
 
 def run(args: argparse.Namespace) -> int:
     """The ``drive-viz inspect`` command: write the per-layer PNG atomically."""
-    from drive_viz.attention.features import write_png
+    from drive_viz.render.png import png_output, write_png
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise DriveVizError(f"{out}: --out must be a .png file")
-    if not out.parent.is_dir():
-        raise DriveVizError(f"{out.parent}: output folder does not exist")
+    out = png_output(args.out)
     image = inspect_frame(args.recording, args.frame, args.model, camera=args.camera,
                           target=args.target, unsafe_model=args.unsafe_model)
     write_png(out, image)

@@ -59,10 +59,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from drive_viz.attention.features import write_png
 from drive_viz.attention.stats import map_statistics
 from drive_viz.errors import DriveVizError
 from drive_viz.recording.format import MASK_CLASSES
+from drive_viz.render.png import write_png
 
 DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop", "sobel")
 BLUR_SIGMA = 10.0

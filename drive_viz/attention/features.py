@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -31,7 +30,7 @@ import numpy as np
 
 from drive_viz.errors import DriveVizError, ModelError
 from drive_viz.model.preprocess import INPUT_SHAPE, input_to_rgb
-from drive_viz.recording.images import write_file_atomic
+from drive_viz.render.png import png_output, write_png
 
 GREY = 127.5
 #: Rendering of the grid PNG: tiles are zoomed, labelled above, separated by GAP pixels.
@@ -181,17 +180,6 @@ def feature_grid(features: FeatureImages, cols: int = 4, zoom: int = 2) -> np.nd
     return canvas
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write RGB uint8 (H, W, 3) as a PNG atomically; DriveVizError if it cannot."""
-    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise DriveVizError(f"{path}: PNG encoding failed")
-    try:
-        write_file_atomic(path, data.tobytes())
-    except OSError as exc:
-        raise DriveVizError(f"{path}: cannot write ({exc.strerror})") from None
-
-
 def parse_units(text: str | None) -> tuple[int, ...] | None:
     """``"0,3,5"`` or ``"0-7"`` (or a mix) -> (0, 3, 5); None -> None (all units)."""
     if text is None:
@@ -235,11 +223,7 @@ def run(args: argparse.Namespace) -> int:
     """``drive-viz features``: write a labelled grid PNG of maximizing inputs."""
     from drive_viz.model.dave2 import load_steering_model
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise DriveVizError(f"{out}: --out must be a .png file")
-    if not out.parent.is_dir():
-        raise DriveVizError(f"{out.parent}: output folder does not exist")
+    out = png_output(args.out)
     if args.steps < 1:
         raise DriveVizError(f"--steps {args.steps}: must be at least 1")
     layer, units, position = _chosen_units(args)

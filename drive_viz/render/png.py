@@ -1,0 +1,32 @@
+"""Writing pictures (features, inspect, evaluation plots) as PNG files, atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from drive_viz.errors import DriveVizError
+from drive_viz.recording.images import write_file_atomic
+
+
+def png_output(text: str) -> Path:
+    """The ``--out`` path of a command that writes one PNG, checked before any work is done."""
+    out = Path(text)
+    if out.suffix.lower() != ".png":
+        raise DriveVizError(f"{out}: --out must be a .png file")
+    if not out.parent.is_dir():
+        raise DriveVizError(f"{out.parent}: output folder does not exist")
+    return out
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write RGB uint8 (H, W, 3) as a PNG atomically; DriveVizError if it cannot."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise DriveVizError(f"{path}: PNG encoding failed")
+    try:
+        write_file_atomic(path, data.tobytes())
+    except OSError as exc:
+        raise DriveVizError(f"{path}: cannot write ({exc.strerror})") from None
