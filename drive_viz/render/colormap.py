@@ -20,6 +20,8 @@ its result is within 1.5 grey levels of the exact float blend at the quantized h
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections import deque
 from functools import lru_cache
 
@@ -61,19 +63,36 @@ class RunningScale:
     def normalize(self, maps: np.ndarray) -> np.ndarray:
         magnitude = np.abs(np.asarray(maps, dtype=np.float32))
         flat = magnitude.reshape(len(magnitude), -1)
-        per_frame = np.percentile(flat, self.percentile, axis=1) if flat.size else []
-        heat = np.empty_like(magnitude)
-        for i, level in enumerate(per_frame):
+        inverse = np.zeros(len(magnitude), np.float32)
+        for i, level in enumerate(_percentiles(flat, self.percentile)):
             if np.isfinite(level):
                 self._recent.append(float(level))
-            self.scale = float(np.median(self._recent)) if self._recent else 0.0
+            self.scale = statistics.median(self._recent) if self._recent else 0.0
             if self.scale > 0:
-                np.multiply(magnitude[i], 1.0 / self.scale, out=heat[i])
-                np.clip(heat[i], 0.0, 1.0, out=heat[i])
-            else:
-                heat[i] = 0.0
-        np.nan_to_num(heat, copy=False, nan=0.0)
-        return heat
+                inverse[i] = 1.0 / self.scale
+        magnitude *= inverse[:, None, None]
+        np.fmax(magnitude, 0.0, out=magnitude)  # NaN -> 0
+        return np.minimum(magnitude, 1.0, out=magnitude)
+
+
+def _percentiles(flat: np.ndarray, percentile: float) -> np.ndarray:
+    """Each row's ``percentile`` of ``flat`` (N, P) float32, as ``np.percentile`` computes it
+    (linear interpolation; NaN when the row has a NaN) but by one partition around the two
+    ranks it needs instead of a sort. Returns (N,) float64."""
+    count, size = flat.shape
+    if count == 0 or size == 0:
+        return np.empty(0)
+    rank = percentile / 100.0 * (size - 1)
+    low = math.floor(rank)
+    high = min(low + 1, size - 1)
+    # One kth: everything after ``low`` is >= it, so the next rank is their minimum
+    # (numpy's partition around two kth values is ~10x slower than around one).
+    ranked = np.partition(flat, low, axis=1)
+    below = ranked[:, low].astype(np.float64)
+    above = ranked[:, high:].min(axis=1) if high > low else ranked[:, low]
+    levels = below + (above - below) * (rank - low)
+    levels[np.isnan(flat).any(axis=1)] = np.nan
+    return levels
 
 
 def heat_levels(heat: np.ndarray) -> np.ndarray:
