@@ -108,9 +108,11 @@ def tile_activations(acts: np.ndarray, scale: LayerScale | None = None, *, mode:
     rows, cols = grid or grid_layout(channels)
     if rows * cols < channels:
         raise ValueError(f"a {rows} x {cols} grid cannot hold {channels} channels")
-    tiles = np.full((n, h + 1, w + 1, rows * cols), separator, np.float32)
-    tiles[:, :h, :w, :channels] = grey
-    image = (tiles.reshape(n, h + 1, w + 1, rows, cols)
-             .transpose(0, 3, 1, 4, 2)
-             .reshape(n, rows * (h + 1), cols * (w + 1)))
-    return np.ascontiguousarray(image[:, :-1, :-1])
+    if rows * cols > channels:
+        grey = np.concatenate(
+            [grey, np.full((n, h, w, rows * cols - channels), separator, np.float32)], axis=3)
+    # One strided copy from channel-last into the tile layout, seen as (N, rows, h+1, cols, w+1).
+    padded = np.full((n, rows * (h + 1), cols * (w + 1)), separator, np.float32)
+    tiles = padded.reshape(n, rows, h + 1, cols, w + 1)[:, :, :h, :, :w]
+    tiles[...] = grey.reshape(n, h, w, rows, cols).transpose(0, 3, 1, 4, 2)
+    return np.ascontiguousarray(padded[:, :-1, :-1])
