@@ -18,6 +18,8 @@ _JPEG_END = b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: JPEG start-of-frame markers (C0..CF without DHT C4, JPG C8 and DAC CC): they carry the size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+#: OpenCV >= 4.10 decodes straight to RGB (no BGR -> RGB pass over the frame).
+_IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
 
 
 def decode_image(path: Path, expect_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -28,7 +30,7 @@ def decode_image(path: Path, expect_size: tuple[int, int] | None = None) -> np.n
     grey padding, which OpenCV would otherwise do silently.
     """
     data = read_image_bytes(path)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), _IMREAD_RGB or cv2.IMREAD_COLOR)
     if image is None:
         raise FrameError(f"{path}: not a readable image")
     if expect_size is not None and (image.shape[1], image.shape[0]) != tuple(expect_size):
@@ -36,7 +38,7 @@ def decode_image(path: Path, expect_size: tuple[int, int] | None = None) -> np.n
             f"{path}: image is {image.shape[1]}x{image.shape[0]}, "
             f"expected {expect_size[0]}x{expect_size[1]}"
         )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image if _IMREAD_RGB else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def decode_mask(path: Path, expect_size: tuple[int, int] | None = None) -> np.ndarray:
