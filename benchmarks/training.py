@@ -1,17 +1,21 @@
 """Training throughput at batch 64 with augmentation, and how long steps wait for data.
 
-Writes a synthetic recording (with side cameras), builds the same input stream and model as
-``drive-viz train``, and times, in one run:
+Writes a synthetic recording (with side cameras), builds the same input stream and compiled
+model as ``drive-viz train``, and times, in one run:
 
+* cold epoch: the first pass, which decodes every JPEG into the frame store,
 * data only: pulling batches from the stream (frames already in the frame store),
-* compute only: train steps on one cached batch (no input pipeline),
-* full loop: pulling + training, as ``model.fit`` does,
-* cold epoch: the first pass, which decodes every JPEG into the frame store.
+* compute only: ``model.fit`` on one cached batch (no input pipeline),
+* full loop: ``model.fit`` on the augmented stream (from its start, the store warm), as
+  ``drive-viz train`` runs it,
+* the same two with ``train_on_batch`` (one Python call per step, as a hand-written loop).
 
-The share of step time spent waiting for data is 1 - compute / full. Prints a table and
-writes ``benchmarks/results/training.json``.
+Data, compute and full loop are measured ``--rounds`` times, interleaved, and the median
+is reported (the machine is shared), with the process CPU time per batch (all threads; less
+sensitive to other processes than wall time). The share of step time spent waiting for data is
+1 - compute / full. Prints a table and writes ``benchmarks/results/training.json``.
 
-    python benchmarks/training.py [--frames 1500] [--steps 40]
+    python benchmarks/training.py [--frames 1500] [--steps 40] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,18 +37,29 @@ TRAIN_FLOP_PER_FRAME = 3 * 2 * 26.9e6
 MATMUL_CEILING_GFLOPS = 500.0
 
 
+def per_step(run: Callable[[int], None], steps: int) -> tuple[float, float]:
+    """Wall and process CPU seconds (all threads) per step of ``run(steps)``, after one
+    warm-up ``run(2)`` (tracing)."""
+    run(2)
+    wall, cpu = time.perf_counter(), time.process_time()
+    run(steps)
+    return (time.perf_counter() - wall) / steps, (time.process_time() - cpu) / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=1500, help="synthetic frames to record")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved repetitions of each measurement (median reported)")
     args = parser.parse_args()
 
-    import keras
+    import tensorflow as tf
 
     from drive_viz.model.augment import Augmentation
     from drive_viz.model.dataset import training_dataset
     from drive_viz.model.dave2 import build_dave2
-    from drive_viz.model.train import TrainConfig, _geometry, collect_samples
+    from drive_viz.model.train import TrainConfig, _geometry, collect_samples, compile_for_training
     from drive_viz.recording.reader import open_recording
     from drive_viz.sim.synth import write_synthetic_recording
 
@@ -53,12 +70,12 @@ def main() -> None:
         config = TrainConfig(recordings=[path], out=Path(tmp) / "m.keras", batch_size=BATCH)
         geometry = _geometry([recording], config.recovery)
         data = collect_samples([recording], config, geometry)
-        epochs = 1 + 3 * args.steps * BATCH // len(data.train) + 3
+        steps_needed = 1 + args.rounds * (3 * args.steps + 8)
+        epochs = 1 + steps_needed * BATCH // len(data.train) + 1
         stream, steps = training_dataset(data.store, data.train, batch_size=BATCH,
                                          epochs=epochs, seed=0, augmentation=Augmentation(),
                                          geometry=geometry)
-        model = build_dave2(seed=0)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+        model = compile_for_training(build_dave2(seed=0), config.lr)
         batches = iter(stream)
 
         start = time.perf_counter()
@@ -66,37 +83,65 @@ def main() -> None:
             next(batches)
         cold = time.perf_counter() - start
 
-        def timed(step, count: int) -> float:
-            step()  # warm-up (tracing)
-            start = time.perf_counter()
-            for _ in range(count):
-                step()
-            return (time.perf_counter() - start) / count
-
         x, y = next(batches)
-        data_only = timed(lambda: next(batches), args.steps)
-        compute_only = timed(lambda: model.train_on_batch(x, y), args.steps)
-        full = timed(lambda: model.train_on_batch(*next(batches)), args.steps)
+        cached = tf.data.Dataset.from_tensors((x, y)).repeat()
+
+        def pull(count: int) -> None:
+            for _ in range(count):
+                next(batches)
+
+        def fit_cached(count: int) -> None:
+            model.fit(cached, epochs=1, steps_per_epoch=count, shuffle=False, verbose=0)
+
+        def fit_stream(count: int) -> None:
+            model.fit(stream, epochs=1, steps_per_epoch=count, shuffle=False, verbose=0)
+
+        def steps_cached(count: int) -> None:
+            for _ in range(count):
+                model.train_on_batch(x, y)
+
+        def steps_stream(count: int) -> None:
+            for _ in range(count):
+                model.train_on_batch(*next(batches))
+
+        measurements = {
+            "data only (frame store + augment)": pull,
+            "compute only (fit, cached batch)": fit_cached,
+            "full loop (fit on the stream, as train)": fit_stream,
+            "compute only (train_on_batch, cached)": steps_cached,
+            "full loop (train_on_batch + next batch)": steps_stream,
+        }
+        rates: dict[str, list[float]] = {name: [] for name in measurements}
+        cpu_ms: dict[str, list[float]] = {name: [] for name in measurements}
+        for _ in range(args.rounds):
+            for name, run in measurements.items():
+                wall, cpu = per_step(run, args.steps)
+                rates[name].append(BATCH / wall)
+                cpu_ms[name].append(1e3 * cpu)
         data.store.close()
 
-    rows = {
-        "cold epoch (decode + preprocess + augment)": steps * BATCH / cold,
-        "data only (frame store + augment)": BATCH / data_only,
-        "compute only (train step, cached batch)": BATCH / compute_only,
-        "full loop (data + train step)": BATCH / full,
-    }
-    waiting = max(0.0, 1.0 - compute_only / full)
+    rows = {"cold epoch (decode + preprocess + augment)": steps * BATCH / cold}
+    rows.update({name: statistics.median(values) for name, values in rates.items()})
+    compute = rows["compute only (fit, cached batch)"]
+    full = rows["full loop (fit on the stream, as train)"]
+    waiting = max(0.0, 1.0 - full / compute)
     print(f"training DAVE-2, batch {BATCH}, augmentation on, {len(data.train)} samples "
-          f"({args.frames} frames x 3 cameras, 320x160 JPEG), {os.cpu_count()} CPUs")
-    print(f"{'stage':<45} {'frames/s':>10}")
+          f"({args.frames} frames x 3 cameras, 320x160 JPEG), {os.cpu_count()} CPUs, "
+          f"median of {args.rounds} interleaved rounds of {args.steps} steps")
+    cpu = {name: statistics.median(values) for name, values in cpu_ms.items()}
+    print(f"{'stage':<45} {'frames/s':>9} {'CPU ms/batch':>13}   frames/s per round")
     for name, rate in rows.items():
-        print(f"{name:<45} {rate:>10.0f}")
-    print(f"share of step time waiting for data: {waiting:.0%}")
-    gflops = rows["compute only (train step, cached batch)"] * TRAIN_FLOP_PER_FRAME / 1e9
+        spread = " ".join(f"{r:.0f}" for r in rates.get(name, []))
+        used = f"{cpu[name]:.1f}" if name in cpu else ""
+        print(f"{name:<45} {rate:>9.0f} {used:>13}   {spread}")
+    print(f"full loop / compute only (fit): {full / compute:.2f}; share of step time waiting "
+          f"for data: {waiting:.0%}")
+    gflops = compute * TRAIN_FLOP_PER_FRAME / 1e9
     print(f"train step: {gflops:.0f} GFLOP/s = {gflops / MATMUL_CEILING_GFLOPS:.0%} of the "
           f"~{MATMUL_CEILING_GFLOPS:.0f} GFLOP/s matmul ceiling measured on these machines")
     result = {"batch": BATCH, "samples": len(data.train), "frames_per_second": rows,
-              "wait_share": waiting, "train_step_gflops": gflops, "cpus": os.cpu_count(),
+              "rounds": rates, "cpu_ms_per_batch": cpu_ms, "wait_share": waiting,
+              "train_step_gflops": gflops, "cpus": os.cpu_count(),
               "note": "one run on a shared, noisy machine; compare ratios, not absolutes"}
     out = Path(__file__).parent / "results" / "training.json"
     out.parent.mkdir(parents=True, exist_ok=True)

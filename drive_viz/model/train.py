@@ -312,6 +312,16 @@ def _tf_error_to_frame_error(exc: Exception) -> FrameError:
     return FrameError(f"reading frames failed ({text.splitlines()[0] if text else exc})")
 
 
+def compile_for_training(model: Any, lr: float) -> Any:
+    """Compile ``model`` as ``train`` fits it: Adam at learning rate ``lr``, MSE loss, MAE
+    metric. Returns the model."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse",
+                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+    return model
+
+
 def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
           deterministic: bool = True) -> dict[str, Any]:
     """Train DAVE-2 as ``config`` says, write model + card + curves; return the card.
@@ -338,9 +348,8 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     try:
-        model = build_dave2(config.activation, config.head, seed=config.seed)
-        model.compile(optimizer=keras.optimizers.Adam(config.lr), loss="mse",
-                      metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+        model = compile_for_training(build_dave2(config.activation, config.head,
+                                                 seed=config.seed), config.lr)
         train_stream, steps = training_dataset(
             data.store, data.train, batch_size=config.batch_size, epochs=config.epochs,
             seed=config.seed, augmentation=augmentation, geometry=geometry)
