@@ -3,7 +3,8 @@
 Four stages overlap in threads joined by bounded queues (OpenCV, TensorFlow and PyAV release
 the GIL), so memory stays flat however long the drive is:
 
-1. decode: JPEG -> RGB -> network input (and the mask in the network's view), in batches;
+1. decode: JPEG -> RGB -> network input (and the mask in the network's view), in batches,
+   ``DECODE_WORKERS`` batches at a time;
 2. model + attention (the calling thread): prediction, raw maps, conv1 activations,
    statistics, display heat (``RunningScale``) and the activation grid;
 3. render: the annotated frame;
@@ -24,8 +25,9 @@ import math
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,8 @@ OUTPUT_FILES = ("frames.parquet", "frames.csv", "summary.json", "report.html", "
 GALLERY_SIZE = 6
 MAX_LISTED_SKIPS = 200
 QUEUE_BATCHES = 2
+#: Batches decoded at the same time (each in its own thread).
+DECODE_WORKERS = 2
 QUEUE_FRAMES = 16
 TIMING_COLUMNS = ("decode_ms", "model_ms", "render_ms", "encode_ms")
 
@@ -272,18 +276,19 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     rendered: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
     started = time.perf_counter()
 
-    def decode() -> None:
+    def decode_batch(chunk: list[tuple[int, int]]) -> tuple[_Batch, list[tuple[int, str]],
+                                                            list[str]]:
+        """Decode the (position, row) frames of ``chunk``: their batch, the skipped (row,
+        error) and the mask problems, merged by ``decode`` in drive order."""
         batch = _Batch()
-        for position, row in enumerate(positions_rows):
+        skips: list[tuple[int, str]] = []
+        problems: list[str] = []
+        for position, row in chunk:
             tick = time.perf_counter()
             try:
                 rgb = rec.image(row, camera)
             except FrameError as exc:
-                reason = str(exc).split(": ", 1)[-1]
-                skip_reasons[reason] += 1
-                if len(skipped) < MAX_LISTED_SKIPS:
-                    skipped.append({"row": row, "frame": int(frame_numbers[row]),
-                                    "reason": str(exc)})
+                skips.append((row, str(exc)))
                 continue
             mask = None
             if with_masks:
@@ -291,20 +296,41 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
                     raw = rec.mask(row, camera)
                     mask = None if raw is None else preprocess_mask(raw, prep)
                 except FrameError as exc:
-                    if len(mask_problems) < MAX_LISTED_SKIPS:
-                        mask_problems.append(str(exc))
+                    problems.append(str(exc))
             batch.positions.append(position)
             batch.rows.append(row)
             batch.frames_rgb.append(rgb)
             batch.masks.append(mask)
             batch.decode_ms.append((time.perf_counter() - tick) * 1000)
-            if len(batch.rows) == options.batch_size:
-                _finish_inputs(batch, prep)
-                pipeline.put(decoded, batch)
-                batch = _Batch()
         if batch.rows:
             _finish_inputs(batch, prep)
-            pipeline.put(decoded, batch)
+        return batch, skips, problems
+
+    def decode() -> None:
+        pairs = list(enumerate(positions_rows))
+        chunks = [pairs[k:k + options.batch_size]
+                  for k in range(0, len(pairs), options.batch_size)]
+        pending: deque[Future] = deque()
+
+        def hand_on() -> None:
+            batch, skips, problems = pending.popleft().result()
+            for row, error in skips:
+                skip_reasons[error.split(": ", 1)[-1]] += 1
+                if len(skipped) < MAX_LISTED_SKIPS:
+                    skipped.append({"row": row, "frame": int(frame_numbers[row]),
+                                    "reason": error})
+            mask_problems.extend(problems[:MAX_LISTED_SKIPS - len(mask_problems)])
+            if batch.rows:
+                pipeline.put(decoded, batch)
+
+        # JPEG/PNG decoding releases the GIL: DECODE_WORKERS batches decode side by side.
+        with ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="replay-decode") as pool:
+            for chunk in chunks:
+                if len(pending) == DECODE_WORKERS:
+                    hand_on()
+                pending.append(pool.submit(decode_batch, chunk))
+            while pending:
+                hand_on()
         pipeline.put(decoded, None)
 
     def analyse(batch: _Batch) -> _Batch:
@@ -328,14 +354,14 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         while (batch := pipeline.get(analysed)) is not None:
             table = batch.table
             render_ms = np.zeros(len(table))
+            true, pred, frame, t = (table[column].tolist()
+                                    for column in ("steer_true", "steer_pred", "frame", "t"))
             for k in range(len(table) if options.video else 0):
                 tick = time.perf_counter()
                 picture = renderer.draw(
                     batch.frames_rgb[k], batch.inputs[k],
                     {m: batch.heat[m][k] for m in options.methods}, batch.grids[k],
-                    float(table["steer_true"].iat[k]), float(table["steer_pred"].iat[k]),
-                    int(table["frame"].iat[k]), float(table["t"].iat[k]),
-                    position=batch.positions[k])
+                    true[k], pred[k], frame[k], t[k], position=batch.positions[k])
                 render_ms[k] = (time.perf_counter() - tick) * 1000
                 pipeline.put(rendered, picture)
             table["render_ms"] = render_ms
@@ -418,12 +444,13 @@ def _collect_gallery(batch: _Batch, options: ReplayOptions, prep: Preprocessing,
                      by_error: _Gallery, off_road: _Gallery) -> None:
     """Offer each frame to the two worst-frame galleries; make thumbnails for those taken."""
     table = batch.table
-    main = options.main_method
-    road = table.get(f"{main}_road_share")
+    road = table.get(f"{options.main_method}_road_share")
+    abs_error = table["abs_error"].tolist()
+    off_road_share = None if road is None else (1.0 - road.to_numpy(np.float64)).tolist()
     for k in range(len(table)):
-        keys = [(by_error, float(table["abs_error"].iat[k]))]
-        if road is not None:
-            keys.append((off_road, 1.0 - float(road.iat[k])))
+        keys = [(by_error, abs_error[k])]
+        if off_road_share is not None:
+            keys.append((off_road, off_road_share[k]))
         for gallery, key in keys:
             if gallery.wants(key):
                 gallery.add(key, batch.positions[k], _gallery_entry(batch, k, options, prep))
