@@ -83,11 +83,17 @@ def flip_horizontal(frames: np.ndarray) -> np.ndarray:
     return frames[:, :, ::-1]
 
 
-def shift_horizontal(frames: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+def shift_horizontal(frames: np.ndarray, pixels: np.ndarray,
+                     mirror: np.ndarray | None = None) -> np.ndarray:
     """Shift each frame of (N, H, W, C) by ``pixels[i]`` columns (positive = right), filling
-    the uncovered columns by repeating the edge column."""
+    the uncovered columns by repeating the edge column; frames where ``mirror[i]`` (N,) bool
+    is set are mirrored left-right first, in the same pass (no intermediate copy)."""
     out = np.empty_like(frames)
-    for frame, source, k in zip(out, frames, np.asarray(pixels, np.int64), strict=True):
+    mirror = np.zeros(len(frames), bool) if mirror is None else np.asarray(mirror, bool)
+    for frame, source, k, flip in zip(out, frames, np.asarray(pixels, np.int64), mirror,
+                                      strict=True):
+        if flip:
+            source = source[:, ::-1]
         if k > 0:
             frame[:, k:] = source[:, :-k]
             frame[:, :k] = source[:, :1]
@@ -105,8 +111,10 @@ def scale_luma(frames: np.ndarray, factors: np.ndarray) -> np.ndarray:
     factors = np.asarray(factors, np.float32)
     if factors.ndim == 1:
         factors = factors[:, None, None]
-    out = frames.astype(np.float32, copy=True)
-    out[..., 0] = np.clip(out[..., 0] * factors, 0, 255)
+    out = frames.astype(np.float32)
+    luma = out[..., 0]
+    np.multiply(luma, factors, out=luma)
+    np.clip(luma, 0, 255, out=luma)
     return out
 
 
@@ -117,9 +125,8 @@ def shadow_masks(count: int, height: int, width: int, rng: np.random.Generator) 
     bottom = rng.uniform(0, width, count)
     rows = np.linspace(0.0, 1.0, height)[None, :, None]
     edge = top[:, None, None] + (bottom - top)[:, None, None] * rows
-    left = np.arange(width)[None, None, :] < edge
     mirror = rng.random(count) < 0.5
-    return np.where(mirror[:, None, None], ~left, left)
+    return (np.arange(width)[None, None, :] < edge) != mirror[:, None, None]
 
 
 @dataclass(frozen=True)
@@ -144,11 +151,11 @@ class Augmentation:
         count = len(frames)
         steer = np.asarray(steer, np.float64).copy()
         pixels = rng.integers(-self.max_shift, self.max_shift + 1, count)
-        out = shift_horizontal(frames, pixels)
         steer += shift_correction(pixels, fov, geometry)
         flipped = rng.random(count) < self.flip
-        out[flipped] = flip_horizontal(out[flipped])
         steer = np.where(flipped, -steer, steer)
+        # Shifting by k then mirroring equals mirroring then shifting by -k: one pass.
+        out = shift_horizontal(frames, np.where(flipped, -pixels, pixels), mirror=flipped)
         factors = rng.uniform(*self.brightness, count).astype(np.float32)[:, None, None]
         shaded = rng.random(count) < self.shadow
         darkness = rng.uniform(*self.shadow_darkness, count).astype(np.float32)[:, None, None]
