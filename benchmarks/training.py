@@ -8,6 +8,7 @@ model as ``drive-viz train``, and times, in one run:
 * compute only: ``model.fit`` on one cached batch (no input pipeline),
 * full loop: ``model.fit`` on the augmented stream (from its start, the store warm), as
   ``drive-viz train`` runs it,
+* compute only with ``steps_per_execution`` 8 (what Keras's per-step Python overhead costs),
 * the same two with ``train_on_batch`` (one Python call per step, as a hand-written loop).
 
 Data, compute and full loop are measured ``--rounds`` times, interleaved, and the median
@@ -35,6 +36,10 @@ BATCH = 64
 #: Forward 26.9 M multiply-adds per frame (DESIGN.md); a train step costs about 3 forwards.
 TRAIN_FLOP_PER_FRAME = 3 * 2 * 26.9e6
 MATMUL_CEILING_GFLOPS = 500.0
+#: steps_per_execution of the extra compute-only measurement (Keras per-step overhead).
+GROUPED_STEPS = 8
+COMPUTE = "compute only (fit, cached batch)"
+FULL = "full loop (fit on the stream, as train)"
 
 
 def per_step(run: Callable[[int], None], steps: int) -> tuple[float, float]:
@@ -96,6 +101,12 @@ def main() -> None:
         def fit_stream(count: int) -> None:
             model.fit(stream, epochs=1, steps_per_epoch=count, shuffle=False, verbose=0)
 
+        grouped = compile_for_training(build_dave2(seed=0), config.lr,
+                                       steps_per_execution=GROUPED_STEPS)
+
+        def fit_cached_grouped(count: int) -> None:
+            grouped.fit(cached, epochs=1, steps_per_epoch=count, shuffle=False, verbose=0)
+
         def steps_cached(count: int) -> None:
             for _ in range(count):
                 model.train_on_batch(x, y)
@@ -106,8 +117,9 @@ def main() -> None:
 
         measurements = {
             "data only (frame store + augment)": pull,
-            "compute only (fit, cached batch)": fit_cached,
-            "full loop (fit on the stream, as train)": fit_stream,
+            COMPUTE: fit_cached,
+            FULL: fit_stream,
+            f"compute only (fit, {GROUPED_STEPS} steps per execution)": fit_cached_grouped,
             "compute only (train_on_batch, cached)": steps_cached,
             "full loop (train_on_batch + next batch)": steps_stream,
         }
@@ -122,20 +134,25 @@ def main() -> None:
 
     rows = {"cold epoch (decode + preprocess + augment)": steps * BATCH / cold}
     rows.update({name: statistics.median(values) for name, values in rates.items()})
-    compute = rows["compute only (fit, cached batch)"]
-    full = rows["full loop (fit on the stream, as train)"]
+    compute, full = rows[COMPUTE], rows[FULL]
     waiting = max(0.0, 1.0 - full / compute)
     print(f"training DAVE-2, batch {BATCH}, augmentation on, {len(data.train)} samples "
           f"({args.frames} frames x 3 cameras, 320x160 JPEG), {os.cpu_count()} CPUs, "
           f"median of {args.rounds} interleaved rounds of {args.steps} steps")
     cpu = {name: statistics.median(values) for name, values in cpu_ms.items()}
-    print(f"{'stage':<45} {'frames/s':>9} {'CPU ms/batch':>13}   frames/s per round")
+    cores = os.cpu_count() or 1
+    print(f"{'stage':<45} {'frames/s':>9} {'CPU ms/batch':>13} {'CPU bound':>10}   "
+          "frames/s per round")
     for name, rate in rows.items():
         spread = " ".join(f"{r:.0f}" for r in rates.get(name, []))
         used = f"{cpu[name]:.1f}" if name in cpu else ""
-        print(f"{name:<45} {rate:>9.0f} {used:>13}   {spread}")
-    print(f"full loop / compute only (fit): {full / compute:.2f}; share of step time waiting "
-          f"for data: {waiting:.0%}")
+        bound = f"{cores * BATCH / cpu[name] * 1e3:.0f}" if name in cpu else ""
+        print(f"{name:<45} {rate:>9.0f} {used:>13} {bound:>10}   {spread}")
+    print(f"CPU bound: frames/s if all {cores} cores were free (cores x batch / CPU time); "
+          "CPU ms/batch barely moves with other load, frames/s does")
+    print(f"full loop / compute only (fit): {full / compute:.2f} in frames/s, "
+          f"{cpu[COMPUTE] / cpu[FULL]:.2f} in CPU time; share of step time waiting for data: "
+          f"{waiting:.0%}")
     gflops = compute * TRAIN_FLOP_PER_FRAME / 1e9
     print(f"train step: {gflops:.0f} GFLOP/s = {gflops / MATMUL_CEILING_GFLOPS:.0%} of the "
           f"~{MATMUL_CEILING_GFLOPS:.0f} GFLOP/s matmul ceiling measured on these machines")

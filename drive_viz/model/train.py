@@ -312,13 +312,14 @@ def _tf_error_to_frame_error(exc: Exception) -> FrameError:
     return FrameError(f"reading frames failed ({text.splitlines()[0] if text else exc})")
 
 
-def compile_for_training(model: Any, lr: float) -> Any:
+def compile_for_training(model: Any, lr: float, steps_per_execution: int = 1) -> Any:
     """Compile ``model`` as ``train`` fits it: Adam at learning rate ``lr``, MSE loss, MAE
-    metric. Returns the model."""
+    metric; ``steps_per_execution`` train steps per traced call. Returns the model."""
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse",
-                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+                  metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+                  steps_per_execution=steps_per_execution)
     return model
 
 
