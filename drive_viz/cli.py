@@ -50,6 +50,33 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
+TARGET_HELP = ("what the maps explain: steer, left, maintain, a unit LAYER:UNIT (conv3:17 = filter "
+               "17's mean activation, dense1:4) or a conv filter at a feature-map cell "
+               "LAYER:UNIT@ROW,COL (conv3:17@2,10) (default: steer)")
+
+
+def _add_overlay_options(parser: argparse.ArgumentParser) -> None:
+    """--methods, --layout and --target: the analysis options replay and live share."""
+    parser.add_argument("--methods", default="saliency,gradcam,visualbackprop",
+                        help="comma-separated attention methods (default: %(default)s)")
+    parser.add_argument("--layout", default=None,
+                        help="method shown over the camera frame (default: the first method)")
+    parser.add_argument("--target", default="steer", help=TARGET_HELP)
+
+
+def _add_carla_options(parser: argparse.ArgumentParser) -> None:
+    """--host, --port, --town and --timeout: the CARLA connection record and live share."""
+    parser.add_argument("--host", default="localhost",
+                        help="CARLA server host (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=2000,
+                        help="CARLA server RPC port (default: %(default)s)")
+    parser.add_argument("--town", default=None,
+                        help="map to load, e.g. Town04 (default: keep the server's current map)")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds to wait for the server and for each tick's frames "
+                             "(default: %(default)s)")
+
+
 def _add_info(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "info", help="summarize and check a recording",
@@ -71,12 +98,7 @@ def _add_record(commands: argparse._SubParsersAction) -> None:
                     "autopilot in synchronous mode and write a recording: center/left/right RGB "
                     "cameras, road/lane-marking masks from a segmentation camera, the applied "
                     "control and the speed. Ctrl-C stops and keeps the frames written so far.")
-    parser.add_argument("--host", default="localhost",
-                        help="CARLA server host (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=2000,
-                        help="CARLA server RPC port (default: %(default)s)")
-    parser.add_argument("--town", default=None,
-                        help="map to load, e.g. Town04 (default: keep the server's current map)")
+    _add_carla_options(parser)
     parser.add_argument("--frames", type=int, required=True, help="number of frames to record")
     parser.add_argument("--out", required=True, help="recording folder to create")
     parser.add_argument("--fps", type=float, default=20.0,
@@ -97,9 +119,6 @@ def _add_record(commands: argparse._SubParsersAction) -> None:
                              "(default: keep the server's weather)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for spawn points, traffic and the Traffic Manager")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for the server and for each tick's frames "
-                             "(default: %(default)s)")
     parser.add_argument("--tm-port", type=int, default=8000,
                         help="Traffic Manager port (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
@@ -203,10 +222,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("recording", help="recording folder")
     parser.add_argument("--model", required=True, help="steering model (.keras)")
     parser.add_argument("--out", required=True, help="run folder to write")
-    parser.add_argument("--methods", default="saliency,gradcam,visualbackprop",
-                        help="comma-separated attention methods (default: %(default)s)")
-    parser.add_argument("--layout", default=None,
-                        help="method shown over the camera frame (default: the first method)")
+    _add_overlay_options(parser)
     parser.add_argument("--start", type=int, default=0, help="first table row (default 0)")
     parser.add_argument("--end", type=int, default=None,
                         help="stop before this table row (default: the end)")
@@ -214,10 +230,6 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera", default=None, help="camera name (default: the first)")
     parser.add_argument("--no-video", action="store_true",
                         help="skip rendering and the video; write the tables and report only")
-    parser.add_argument("--target", default="steer",
-                        help="what the maps explain: steer, left, maintain, a unit LAYER:UNIT "
-                             "(conv3:17 filter mean, dense1:4) or a conv filter at a feature-map "
-                             "cell LAYER:UNIT@ROW,COL (conv3:17@2,10) (default: steer)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="frames per model call (default 32)")
     parser.add_argument("--overwrite", action="store_true",
@@ -319,13 +331,7 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--drive", choices=("model", "autopilot"), default="model",
                         help="who steers: the model, or the expert/autopilot with the model in "
                              "shadow (default: %(default)s)")
-    parser.add_argument("--methods", default="saliency,gradcam,visualbackprop",
-                        help="comma-separated attention methods (default: %(default)s)")
-    parser.add_argument("--layout", default=None,
-                        help="method shown over the camera frame (default: the first method)")
-    parser.add_argument("--target", default="steer",
-                        help="what the maps explain: steer, left, maintain, LAYER:UNIT or "
-                             "LAYER:UNIT@ROW,COL, as for replay (default: steer)")
+    _add_overlay_options(parser)
     parser.add_argument("--frames", type=int, default=600,
                         help="simulation steps to run (default: %(default)s)")
     parser.add_argument("--display", action="store_true",
@@ -340,15 +346,7 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                         help="camera width in pixels (default: synthetic 320, CARLA 800)")
     parser.add_argument("--height", type=int, default=None,
                         help="camera height in pixels (default: synthetic 160, CARLA 600)")
-    parser.add_argument("--host", default="localhost",
-                        help="CARLA server host (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=2000,
-                        help="CARLA server RPC port (default: %(default)s)")
-    parser.add_argument("--town", default=None,
-                        help="CARLA map to load (default: keep the server's current map)")
-    parser.add_argument("--timeout", type=float, default=10.0,
-                        help="seconds to wait for the CARLA server and each tick "
-                             "(default: %(default)s)")
+    _add_carla_options(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an existing run folder")
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
@@ -368,9 +366,7 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="steering model (.keras)")
     parser.add_argument("--out", required=True, help="output PNG file")
     parser.add_argument("--camera", default=None, help="camera name (default: the first)")
-    parser.add_argument("--target", default="steer",
-                        help="what Grad-CAM explains: steer, left, maintain, LAYER:UNIT or "
-                             "LAYER:UNIT@ROW,COL (default: steer)")
+    parser.add_argument("--target", default="steer", help=TARGET_HELP)
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.inspect_layers:run"))
 
