@@ -24,6 +24,7 @@ import numpy as np
 
 from drive_viz.model.preprocess import INPUT_SHAPE
 from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
+from drive_viz.render.overlay import BACKGROUND, DIM_TEXT, FONT, TEXT
 
 ZOOM = 2
 MARGIN = 8
@@ -32,10 +33,6 @@ HEADER_HEIGHT = VIEW_HEIGHT + 2 * MARGIN
 ROW_HEIGHT = VIEW_HEIGHT + 2 * MARGIN
 LABEL_WIDTH = 120
 GRID_WIDTH = 600
-BACKGROUND = (24, 24, 28)
-TEXT = (235, 235, 235)
-DIM_TEXT = (150, 150, 160)
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 @dataclass(frozen=True)
