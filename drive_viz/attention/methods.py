@@ -171,20 +171,36 @@ def visualbackprop(activations: list[tf.Tensor], geometries: list[ConvGeometry])
     layer's kernel, stride and padding to exactly the layer's input size (output padding as
     needed) and multiplied with the mean map of the layer below; the last upscale reaches the
     network input. Returns (N, H, W), each frame divided by its maximum (all-zero stays 0).
+
+    A kernel of ones is separable, so each transposed convolution is computed exactly as
+    ``rows @ mask @ columns.T`` with 0/1 matrices (``_ones_transpose_matrix``): two small
+    matrix products instead of a one-channel transposed convolution, which oneDNN runs slowly.
     """
-    means = [tf.reduce_mean(tf.nn.relu(a), axis=-1, keepdims=True) for a in activations]
+    means = [tf.reduce_mean(tf.nn.relu(a), axis=-1) for a in activations]
     mask = means[-1]
     for level in range(len(means) - 1, -1, -1):
         geometry = geometries[level]
-        ones = tf.ones((*geometry.kernel, 1, 1), mask.dtype)
-        shape = tf.stack([tf.shape(mask)[0], *geometry.in_hw, 1])
-        mask = tf.nn.conv2d_transpose(mask, ones, shape, strides=geometry.strides,
-                                      padding=geometry.padding.upper())
+        rows, columns = (
+            tf.constant(_ones_transpose_matrix(small, big, kernel, stride, geometry.padding))
+            for small, big, kernel, stride in zip(geometry.out_hw, geometry.in_hw,
+                                                  geometry.kernel, geometry.strides, strict=True))
+        mask = tf.matmul(tf.matmul(rows, mask), columns, transpose_b=True)
         if level > 0:
             mask = mask * means[level - 1]
-    mask = mask[..., 0]
     peak = tf.reduce_max(mask, axis=(1, 2), keepdims=True)
     return tf.math.divide_no_nan(mask, peak)
+
+
+def _ones_transpose_matrix(small: int, big: int, kernel: int, stride: int,
+                           padding: str) -> np.ndarray:
+    """(big, small) float32 0/1 matrix of a 1-D transposed convolution with a kernel of ones:
+    output ``i`` sums input ``p`` when ``0 <= i + pad - stride * p < kernel``, with ``pad``
+    the forward convolution's leading padding (0 for VALID; TensorFlow's SAME split)."""
+    pad = 0
+    if padding.lower() == "same":
+        pad = max((small - 1) * stride + kernel - big, 0) // 2
+    offsets = np.arange(big)[:, None] + pad - stride * np.arange(small)[None, :]
+    return ((offsets >= 0) & (offsets < kernel)).astype(np.float32)
 
 
 def occlusion_patches(input_hw: tuple[int, int], patch: int, stride: int) -> np.ndarray:
