@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from drive_viz.attention import AttentionEngine, attribute
 from drive_viz.model.dave2 import build_dave2
@@ -324,3 +325,17 @@ def test_smoothgrad_is_seeded_and_reduces_to_saliency_without_noise(dave2_elu, f
                                 smoothgrad_sigma=0.0)(frames[:1])
     np.testing.assert_allclose(noiseless.maps["smoothgrad"], noiseless.maps["saliency"],
                                rtol=1e-4, atol=1e-4 * noiseless.maps["saliency"].max())
+
+
+@pytest.mark.parametrize(("small", "big", "kernel", "stride", "padding"), [
+    (31, 66, 5, 2, "VALID"),  # DAVE-2 conv1: needs output padding (2 * 30 + 5 = 65 < 66)
+    (3, 5, 3, 1, "VALID"), (5, 10, 3, 2, "SAME"), (4, 7, 3, 2, "SAME"), (5, 5, 3, 1, "SAME")])
+def test_visualbackprop_upscale_matrix_equals_transposed_convolution_of_ones(
+        small: int, big: int, kernel: int, stride: int, padding: str) -> None:
+    from drive_viz.attention.methods import _ones_transpose_matrix
+
+    signal = np.random.default_rng(small + big).random((1, small, 1)).astype(np.float32)
+    expected = tf.nn.conv1d_transpose(signal, tf.ones((kernel, 1, 1)), (1, big, 1),
+                                      strides=stride, padding=padding).numpy()[0, :, 0]
+    matrix = _ones_transpose_matrix(small, big, kernel, stride, padding)
+    np.testing.assert_allclose(matrix @ signal[0, :, 0], expected, rtol=1e-6, atol=1e-6)
