@@ -16,7 +16,7 @@ _EXPORTS = {
     "DEFAULT_METHODS": "engine", "NAMED_FILLS": "engine", "default_gradcam_layer": "engine",
     "METHODS": "methods", "Method": "methods",
     "OUTPUT_TARGETS": "targets", "UnitTarget": "targets", "parse_target": "targets",
-    "TargetError": "targets", "target_name": "targets", "gap_head": "engine",
+    "TargetError": "targets", "gap_head": "engine",
 }
 __all__ = sorted(_EXPORTS)
 

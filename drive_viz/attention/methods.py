@@ -75,9 +75,6 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "one forward per patch position"),
 )}
 
-#: Methods computed from the shared forward (+ backward) pass.
-SHARED_PASS_METHODS = ("saliency", "gradient", "gradient_x_input", "gradcam",
-                       "gradcam_plus_plus", "cam", "visualbackprop")
 INPUT_GRADIENT_METHODS = ("saliency", "gradient", "gradient_x_input")
 CAM_METHODS = ("gradcam", "gradcam_plus_plus")
 #: Guided Grad-CAM(++) -> the Grad-CAM map it multiplies with guided backprop.

@@ -75,11 +75,6 @@ def parse_target(text: str, layer_shapes: dict[str, tuple[int, ...]] | None = No
     return target
 
 
-def target_name(target: Target) -> str:
-    """The text form of ``target`` that ``parse_target`` reads back (``"conv3:17@2,10"``)."""
-    return str(target)
-
-
 def check_target(target: Target, layer_shapes: dict[str, tuple[int, ...]]) -> None:
     """TargetError unless ``target`` names an output target or a unit (and position) of an
     existing layer."""

@@ -101,11 +101,6 @@ def heat_levels(heat: np.ndarray) -> np.ndarray:
     return (np.clip(heat, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def colorize(heat: np.ndarray) -> np.ndarray:
-    """Heat float (h, w) in [0, 1] -> RGB uint8 (h, w, 3) with the inferno colormap."""
-    return cv2.applyColorMap(heat_levels(heat), HEAT_LUT)
-
-
 @lru_cache(maxsize=8)
 def _blend_luts(opacity: float) -> tuple[np.ndarray, np.ndarray]:
     """Per heat level l: kept share of the picture, 255 * (1 - a), uint8 (256,); and the
