@@ -170,10 +170,11 @@ def test_command_writes_documented_json(recording: Path, region_model, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == ["deletion_insertion.png", "evaluation.json",
                                                      "sanity_check.png"]
     report = json.loads((out / "evaluation.json").read_text())
-    assert set(report) == {"recording", "model", "camera", "frames", "methods", "seed",
-                           "prediction_mae", "sanity_check", "deletion", "insertion", "masks",
-                           "plots"}
+    assert set(report) == {"recording", "model", "camera", "frames", "skipped", "methods",
+                           "seed", "prediction_mae", "sanity_check", "deletion", "insertion",
+                           "masks", "plots"}
     assert report["frames"] == [0, 1, 3, 4]  # 4 evenly spaced rows of 5
+    assert report["skipped"] == []
     assert report["methods"] == ["saliency", "gradcam", "sobel"]
     assert report["sanity_check"]["stages"] == ["steer", "conv1"]
     assert set(report["sanity_check"]["spearman_mean"]) == {"saliency", "gradcam", "sobel"}
@@ -196,3 +197,29 @@ def test_command_unknown_method_one_line_error(recording: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "telepathy" in err
     assert not (tmp_path / "eval").exists()
+
+
+def test_command_skips_unreadable_frames(recording: Path, region_model, tmp_path: Path,
+                                         capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "drive"
+    shutil.copytree(recording, copy)
+    model_path = tmp_path / "region.keras"
+    region_model.save(model_path)
+    broken = copy / "images" / "center" / "000001.jpg"
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated JPEG
+    out = tmp_path / "eval"
+    code = main(["evaluate", str(copy), "--model", str(model_path), "--out", str(out),
+                 "--frames", "4", "--steps", "4", "--methods", "saliency"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["frames"] == [0, 3, 4]
+    assert [entry["row"] for entry in report["skipped"]] == [1]
+    assert "000001.jpg" in report["skipped"][0]["reason"]
+    for image in (copy / "images" / "center").iterdir():
+        image.write_bytes(b"not a jpeg")
+    code = main(["evaluate", str(copy), "--model", str(model_path), "--out",
+                 str(tmp_path / "eval2"), "--frames", "4", "--methods", "saliency"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "none of the 4 chosen frames" in err

@@ -31,7 +31,8 @@ Mask agreement (recordings with class masks, labels ``MASK_CLASSES``)
     distance, in the 66x200 view) of a road or marking pixel; a map that is zero everywhere
     is a miss. ``pointing_chance`` is the hit rate of a uniformly random point.
 
-``DIR/evaluation.json`` keys: ``recording``, ``model``, ``camera``, ``frames`` (row indices),
+``DIR/evaluation.json`` keys: ``recording``, ``model``, ``camera``, ``frames`` (row indices
+evaluated), ``skipped`` ([{``row``, ``reason``}]: unreadable frames are skipped),
 ``methods``, ``seed``, ``prediction_mae`` (mean |model - recorded steering|),
 ``sanity_check`` {``stages``, ``spearman_mean`` {method: [per stage]}, ``spearman_std``},
 ``deletion`` and ``insertion`` {``fractions``, ``baseline``, ``curves`` {method or "random":
@@ -60,7 +61,7 @@ import cv2
 import numpy as np
 
 from drive_viz.attention.stats import map_statistics
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.recording.format import MASK_CLASSES
 from drive_viz.render.png import write_png
 
@@ -442,6 +443,35 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         raise DriveVizError(f"{path}: cannot write ({exc.strerror})") from None
 
 
+def _read_frames(recording: Any, wanted: np.ndarray, camera: str
+                 ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None],
+                            list[dict[str, Any]]]:
+    """Decode the ``wanted`` rows' frames and masks, skipping unreadable frames (a bad mask
+    only loses that frame's mask). Returns the rows kept, their RGB frames, their masks (None
+    where absent) and the skipped rows with the reason; DriveVizError if every frame is bad."""
+    rows, frames, masks, skipped = [], [], [], []
+    with_masks = recording.has_masks(camera)
+    for row in wanted.tolist():
+        try:
+            frame = recording.image(row, camera)
+        except FrameError as exc:
+            skipped.append({"row": row, "reason": str(exc)})
+            continue
+        mask = None
+        if with_masks:
+            try:
+                mask = recording.mask(row, camera)
+            except FrameError as exc:
+                skipped.append({"row": row, "reason": f"mask only: {exc}"})
+        rows.append(row)
+        frames.append(frame)
+        masks.append(mask)
+    if not frames:
+        raise DriveVizError(f"{recording.path}: none of the {len(wanted)} chosen frames could be "
+                            f"read (first: {skipped[0]['reason']})")
+    return np.asarray(rows), frames, masks, skipped
+
+
 def run(args: argparse.Namespace) -> int:
     """``drive-viz evaluate``: sanity check, deletion/insertion and mask agreement."""
     from drive_viz.model.dave2 import load_steering_model, model_preprocessing
@@ -470,11 +500,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
     prep = model_preprocessing(args.model)
 
-    rows = np.unique(np.linspace(0, len(recording) - 1, min(args.frames, len(recording)))
-                     .round().astype(int))
-    inputs = preprocess_batch([recording.image(int(i), camera) for i in rows], prep)
-    masks = [None if (m := recording.mask(int(i), camera)) is None else preprocess_mask(m, prep)
-             for i in rows] if recording.has_masks(camera) else [None] * len(rows)
+    wanted = np.unique(np.linspace(0, len(recording) - 1, min(args.frames, len(recording)))
+                       .round().astype(int))
+    rows, frames, masks, skipped = _read_frames(recording, wanted, camera)
+    inputs = preprocess_batch(frames, prep)
+    masks = [None if m is None else preprocess_mask(m, prep) for m in masks]
 
     maps = MapMaker(model, methods, seed=args.seed)(inputs)
     predict = steering_predictor(model)
@@ -491,7 +521,8 @@ def run(args: argparse.Namespace) -> int:
     write_png(out / plots["deletion_insertion"], plot_deletion_insertion(curves))
     report = {
         "recording": str(recording.path), "model": str(args.model), "camera": camera,
-        "frames": rows.tolist(), "methods": list(methods), "seed": args.seed,
+        "frames": rows.tolist(), "skipped": skipped, "methods": list(methods),
+        "seed": args.seed,
         "prediction_mae": float(np.nanmean(np.abs(prediction - steering))),
         "sanity_check": check, **curves, "masks": agreement, "plots": plots,
     }
