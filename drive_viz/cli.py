@@ -184,6 +184,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--compare-with", metavar="MODEL", default=None,
                         help="a model with the other head (flatten vs gap): put both models' "
                              "MAE on this run's validation frames in the card's 'comparison'")
+    parser.add_argument("--unsafe-model", action="store_true",
+                        help=f"for --compare-with: {UNSAFE_MODEL_HELP}")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="one line per epoch instead of a progress bar")
     parser.set_defaults(run=_lazy("drive_viz.model.train:run"))

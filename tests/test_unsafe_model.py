@@ -152,3 +152,18 @@ def test_broken_model_files_give_one_line_and_exit_2(name, words, files, capsys)
     assert err.startswith(f"drive-viz: error: {path}") and err.count("\n") == 1
     assert words in err and "Traceback" not in err
     assert not run.exists() or not any(run.iterdir())
+
+
+def test_train_compare_with_a_lambda_model_needs_the_flag(files, capsys) -> None:
+    out = files["root"] / "trained.keras"
+    base = ["train", str(files["recording"]), "--out", str(out), "--epochs", "1",
+            "--compare-with", str(files["lambda"])]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--unsafe-model" in err
+    # With the flag the comparison model loads; it is then refused for having the same
+    # (flatten) head as the model to train, before any training: the load itself passed.
+    assert main([*base, "--unsafe-model"]) == 2
+    err = capsys.readouterr().err
+    assert "same head" in err and "unsafe deserialization" not in err
+    assert not out.exists()

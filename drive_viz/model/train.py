@@ -70,6 +70,7 @@ class TrainConfig:
     recovery: float = SteeringGeometry.recovery
     heldout: list[Path] = field(default_factory=list)
     compare_with: Path | None = None
+    unsafe_model: bool = False  # load --compare-with even if it needs unsafe deserialization
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def __post_init__(self) -> None:
@@ -108,6 +109,8 @@ class TrainConfig:
             words += ["--heldout", str(heldout)]
         if self.compare_with is not None:
             words += ["--compare-with", str(self.compare_with)]
+        if self.unsafe_model:
+            words.append("--unsafe-model")
         return shlex.join(words)
 
 
@@ -274,7 +277,7 @@ def model_head(model: Any) -> str:
 def _comparison_model(config: TrainConfig) -> Any:
     """The ``--compare-with`` model, refused early if it cannot be compared on this data."""
     path = config.compare_with
-    other = load_steering_model(path)
+    other = load_steering_model(path, unsafe=config.unsafe_model)
     if model_head(other) == config.head:
         raise DriveVizError(f"--compare-with {path}: it has the same head ({config.head}) as "
                             "the model being trained; compare a flatten head with a gap head")
@@ -505,7 +508,8 @@ def run(args: argparse.Namespace) -> int:
         rebalance=args.rebalance, val_fraction=args.val_fraction, patience=args.patience,
         camera=args.camera, block_seconds=args.block_seconds, gap_seconds=args.gap_seconds,
         recovery=args.recovery_distance, heldout=[Path(p) for p in args.heldout or []],
-        compare_with=Path(args.compare_with) if args.compare_with else None)
+        compare_with=Path(args.compare_with) if args.compare_with else None,
+        unsafe_model=args.unsafe_model)
     card = train(config, verbose=1 if args.progress else 2)
     best = card["best"]
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items())
