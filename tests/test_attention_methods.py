@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from support import dave2_float64
 
 from drive_viz.attention import AttentionEngine, attribute
 from drive_viz.model.dave2 import build_dave2
@@ -24,24 +25,9 @@ def frames():
     return rng.uniform(0, 255, (2, H, W, 3)).astype(np.float32)
 
 
-def _dave2_float64(model):
-    """The same DAVE-2 run by Keras in float64 (an implementation independent of ours)."""
-    policy = keras.config.dtype_policy()
-    floatx = keras.config.floatx()
-    try:
-        keras.config.set_floatx("float64")
-        keras.config.set_dtype_policy("float64")
-        clone = build_dave2(activation="elu", seed=3)
-    finally:
-        keras.config.set_dtype_policy(policy)
-        keras.config.set_floatx(floatx)
-    clone.set_weights([w.astype(np.float64) for w in model.get_weights()])
-    return clone
-
-
 def test_gradient_matches_central_finite_differences(dave2_elu, frames):
     result = AttentionEngine(dave2_elu, ("gradient", "saliency"))(frames[:1])
-    model64 = _dave2_float64(dave2_elu)
+    model64 = dave2_float64(dave2_elu)
     x = frames[:1].astype(np.float64)
     step = 0.5  # YUV levels; the ELU network is smooth
     pixels = [(0, 0), (33, 100), (20, 37), (65, 199), (50, 160)]

@@ -19,7 +19,6 @@ import pytest
 from carla_double import (
     Scenario,
     autopilot_control,
-    make_fake_carla,
     marking_column,
     rgb_green,
     rgb_red,
@@ -37,16 +36,6 @@ WIDTH, HEIGHT = 32, 24
 ORIGINAL_SETTINGS = (False, False, None)
 
 
-@pytest.fixture
-def fake_carla(monkeypatch):
-    """Install a fake ``carla`` module; call with a Scenario to get its FakeServer."""
-
-    def install(scenario: Scenario | None = None):
-        module, server = make_fake_carla(scenario)
-        monkeypatch.setitem(sys.modules, "carla", module)
-        return server
-
-    return install
 
 
 def small_config(**overrides) -> SessionConfig:

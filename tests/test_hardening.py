@@ -4,7 +4,6 @@ outputs, and replays past bad frames. Every refusal is one line with exit 2, nev
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import tree_digest
 
 from drive_viz.cli import main
 from drive_viz.errors import FrameError, RecordingError
@@ -43,17 +43,6 @@ def _forge_png_size(data: bytes, width: int, height: int) -> bytes:
     return data[:16] + width.to_bytes(4, "big") + height.to_bytes(4, "big") + data[24:]
 
 
-def _tree_digest(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_symlink():
-            digest.update(os.readlink(path).encode())
-        elif path.is_file():
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _outside(tmp_path: Path) -> Path:
     """A folder beside the dataset holding a valid, distinctive image that must never be read."""
     outside = tmp_path / "outside"
@@ -65,14 +54,14 @@ def _outside(tmp_path: Path) -> Path:
 def _assert_no_leak(out: Path, outside: Path, before: str) -> None:
     leak = (outside / "leak.jpg").read_bytes()
     assert all(p.read_bytes() != leak for p in out.rglob("*.jpg"))
-    assert _tree_digest(outside) == before
+    assert tree_digest(outside) == before
 
 
 # --- paths inside imported logs ---------------------------------------------------------------
 
 def test_udacity_absolute_windows_dotdot_and_symlink_paths(tmp_path) -> None:
     outside = _outside(tmp_path)
-    before = _tree_digest(outside)
+    before = tree_digest(outside)
     src = tmp_path / "udacity"
     (src / "IMG").mkdir(parents=True)
     (src / "IMG" / "good.jpg").write_bytes(_jpeg())
@@ -106,7 +95,7 @@ def test_udacity_log_that_is_a_symlink_out_of_the_dataset_is_not_read(tmp_path) 
 @pytest.mark.parametrize("layout", ["v1", "v2"])
 def test_donkey_absolute_windows_dotdot_and_symlink_paths(tmp_path, layout) -> None:
     outside = _outside(tmp_path)
-    before = _tree_digest(outside)
+    before = tree_digest(outside)
     tub = tmp_path / "tub"
     images = tub / "images" if layout == "v2" else tub
     images.mkdir(parents=True)
@@ -132,7 +121,7 @@ def test_donkey_absolute_windows_dotdot_and_symlink_paths(tmp_path, layout) -> N
             (tub / f"record_{k}.json").write_text(json.dumps(record))
         (outside / "record.json").write_text(json.dumps(records[0]))
         (tub / "record_99.json").symlink_to(outside / "record.json")
-    before = _tree_digest(outside)
+    before = tree_digest(outside)
     report = import_dataset(tub, tmp_path / "out")
     assert report.frames == 1
     assert report.skipped[LEAVES] == 4  # absolute, Windows, '..', symlinked image
@@ -147,7 +136,7 @@ def test_donkey_absolute_windows_dotdot_and_symlink_paths(tmp_path, layout) -> N
 def test_packt_symlinked_file_and_folder_out_of_the_dataset(tmp_path) -> None:
     outside = _outside(tmp_path)
     (outside / "00000009_MAIN_0.9_0.5_0.0.jpg").write_bytes(_jpeg(value=250))
-    before = _tree_digest(outside)
+    before = tree_digest(outside)
     src = tmp_path / "packt"
     src.mkdir()
     (src / "00000001_MAIN_0.1_0.5_0.0.jpg").write_bytes(_jpeg())
@@ -310,12 +299,12 @@ def test_output_under_a_regular_file_is_one_line_and_input_untouched(inputs, com
             "replay": ["replay", rec, "--model", model, "--out", str(out), "--quiet"],
             "evaluate": ["evaluate", rec, "--model", model, "--out", str(out),
                          "--frames", "2"]}[command]
-    before = {name: _tree_digest(inputs[name]) for name in ("rec", "udacity")}
+    before = {name: tree_digest(inputs[name]) for name in ("rec", "udacity")}
     model_bytes = inputs["model"].read_bytes()
     code, err = _run_cli(argv, capsys)
     _assert_one_line_error(code, err)
     assert str(inputs["blocker"]) in err
-    assert {name: _tree_digest(inputs[name]) for name in ("rec", "udacity")} == before
+    assert {name: tree_digest(inputs[name]) for name in ("rec", "udacity")} == before
     assert inputs["model"].read_bytes() == model_bytes
     assert inputs["blocker"].read_text() == "not a folder"
 
@@ -351,14 +340,14 @@ def test_disk_full_during_replay_leaves_no_output(inputs, tmp_path, monkeypatch,
 
     monkeypatch.setattr(replay_module._TableSink, "append", full)
     run = tmp_path / "run"
-    before = _tree_digest(inputs["rec"])
+    before = tree_digest(inputs["rec"])
     code, err = _run_cli(["replay", str(inputs["rec"]), "--model", str(inputs["model"]),
                           "--out", str(run), "--quiet", "--no-video", "--methods", "saliency"],
                          capsys)
     _assert_one_line_error(code, err)
     assert "No space left on device" in err
     assert list(run.iterdir()) == []
-    assert _tree_digest(inputs["rec"]) == before
+    assert tree_digest(inputs["rec"]) == before
 
 
 # --- replay past bad frames -------------------------------------------------------------------

@@ -6,9 +6,7 @@ the fixture's own construction (labels written into the source, unit conversions
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from support import tree_digest
 
 from drive_viz.cli import main
 from drive_viz.errors import RecordingError
@@ -36,19 +35,6 @@ def write_jpeg(path: Path, width: int, height: int, seed: int) -> bytes:
     assert ok
     path.write_bytes(buf.tobytes())
     return buf.tobytes()
-
-
-def tree_digest(folder: Path) -> str:
-    """Hash of every path, file content and mode under ``folder`` (symlinks by target)."""
-    digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        digest.update(str(path.relative_to(folder)).encode())
-        if path.is_symlink():
-            digest.update(os.readlink(path).encode())
-        elif path.is_file():
-            digest.update(path.read_bytes())
-        digest.update(str(path.lstat().st_mode).encode())
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------- Udacity

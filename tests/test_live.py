@@ -8,14 +8,13 @@ double's generating functions, and the autonomy formula worked by hand.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import av
 import numpy as np
 import pandas as pd
 import pytest
-from carla_double import Scenario, autopilot_control, make_fake_carla
+from carla_double import Scenario, autopilot_control
 
 from drive_viz.cli import main
 from drive_viz.errors import DriveVizError
@@ -205,14 +204,6 @@ def test_display_without_a_screen_is_a_clear_error(models, monkeypatch, capsys, 
     assert not any(p.name in OUTPUT_FILES for p in (tmp_path / "run").iterdir())
 
 
-@pytest.fixture
-def fake_carla(monkeypatch):
-    def install(scenario: Scenario | None = None):
-        module, server = make_fake_carla(scenario)
-        monkeypatch.setitem(sys.modules, "carla", module)
-        return server
-
-    return install
 
 
 def ego(server):

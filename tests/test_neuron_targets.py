@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from support import dave2_float64
 
 from drive_viz.attention import AttentionEngine
 from drive_viz.attention.targets import TargetError, UnitTarget, parse_target
@@ -61,18 +62,8 @@ def dave2():
 
 
 @pytest.fixture(scope="module")
-def dave2_float64(dave2):
-    """The same weights run by Keras in float64: an implementation independent of ours."""
-    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
-    try:
-        keras.config.set_floatx("float64")
-        keras.config.set_dtype_policy("float64")
-        clone = build_dave2(activation="elu", seed=6)
-    finally:
-        keras.config.set_dtype_policy(policy)
-        keras.config.set_floatx(floatx)
-    clone.set_weights([w.astype(np.float64) for w in dave2.get_weights()])
-    return clone
+def dave2_float64_copy(dave2):
+    return dave2_float64(dave2)
 
 
 # conv3 cell (2, 10) is centred on input pixel (14 + 8 * 2, 14 + 8 * 10) = (30, 94) and sees
@@ -82,10 +73,10 @@ def dave2_float64(dave2):
     (UnitTarget("conv3", 17, (2, 10)), "conv3", lambda a: a[:, 2, 10, 17]),
     (UnitTarget("dense1", 4), "dense1", lambda a: a[:, 4]),
 ])
-def test_unit_gradient_matches_finite_differences(dave2, dave2_float64, target, layer, pick):
+def test_unit_gradient_matches_finite_differences(dave2, dave2_float64_copy, target, layer, pick):
     frame = np.random.default_rng(8).uniform(0, 255, (1, 66, 200, 3)).astype(np.float32)
     heat = AttentionEngine(dave2, ("gradient",), target=target)(frame).maps["gradient"][0]
-    probe = keras.Model(dave2_float64.inputs[0], dave2_float64.get_layer(layer).output)
+    probe = keras.Model(dave2_float64_copy.inputs[0], dave2_float64_copy.get_layer(layer).output)
     pixels = [(30, 94), (20, 85), (44, 108), (33, 100), (60, 10), (0, 199)]
     step = 0.5
     probes = []
