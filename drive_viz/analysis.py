@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.errors import DriveVizError
 from drive_viz.model.preprocess import INPUT_SHAPE
 from drive_viz.render.colormap import RunningScale
 
-DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
-TARGETS = ("steer", "left", "maintain")
 ACTIVATION_LAYER = "conv1"
 
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from drive_viz import __version__
+from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.errors import DriveVizError
 from drive_viz.model.dave2 import SHIPPED_MODEL
 
@@ -57,7 +58,7 @@ TARGET_HELP = ("what the maps explain: steer, left, maintain, a unit LAYER:UNIT 
 
 def _add_overlay_options(parser: argparse.ArgumentParser) -> None:
     """--methods, --layout and --target: the analysis options replay and live share."""
-    parser.add_argument("--methods", default="saliency,gradcam,visualbackprop",
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
                         help="comma-separated attention methods (default: %(default)s)")
     parser.add_argument("--layout", default=None,
                         help="method shown over the camera frame (default: the first method)")

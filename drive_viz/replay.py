@@ -39,7 +39,6 @@ import pandas as pd
 from drive_viz.analysis import (
     ACTIVATION_LAYER,
     DEFAULT_METHODS,
-    TARGETS,
     AnalysisBatch,
     FrameAnalyzer,
     check_methods,
@@ -55,7 +54,7 @@ from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline, heat_on_frame
 from drive_viz.run_folder import RunFolder
 
-__all__ = ["ACTIVATION_LAYER", "DEFAULT_METHODS", "OUTPUT_FILES", "TARGETS", "ReplayOptions",
+__all__ = ["ACTIVATION_LAYER", "DEFAULT_METHODS", "OUTPUT_FILES", "ReplayOptions",
            "replay"]
 
 OUTPUT_FILES = ("frames.parquet", "frames.csv", "summary.json", "report.html", "annotated.mp4")

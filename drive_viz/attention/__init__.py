@@ -10,15 +10,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+#: What replay, live and the engine compute when no methods are named.
+DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
+
 _EXPORTS = {
     "AttentionEngine": "engine", "AttentionResult": "engine", "attribute": "engine",
     "engine_for": "engine",
-    "DEFAULT_METHODS": "engine", "NAMED_FILLS": "engine", "default_gradcam_layer": "engine",
+    "NAMED_FILLS": "engine", "default_gradcam_layer": "engine",
     "METHODS": "methods", "Method": "methods",
     "OUTPUT_TARGETS": "targets", "UnitTarget": "targets", "parse_target": "targets",
     "TargetError": "targets", "gap_head": "engine",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "DEFAULT_METHODS"])
 
 
 def __getattr__(name: str) -> Any:

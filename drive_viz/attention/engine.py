@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.attention import methods as m
 from drive_viz.attention.network import Network
 from drive_viz.attention.targets import Target, TargetError, check_target, target_score
 from drive_viz.errors import ModelError
 
-DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop")
 #: Named baselines and fill values, as YUV triples in the network's input space.
 #: ``black`` is RGB black in OpenCV's YUV (Y=0, U=V=128); ``gray`` is RGB (128, 128, 128).
 NAMED_FILLS = {"black": (0.0, 128.0, 128.0), "zeros": (0.0, 0.0, 0.0),
