@@ -47,7 +47,7 @@ from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.model.preprocess import (
     Preprocessing,
     input_to_rgb,
-    preprocess_frame,
+    preprocess_batch,
     preprocess_mask,
 )
 from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
@@ -441,7 +441,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
 
 
 def _finish_inputs(batch: _Batch, prep: Preprocessing) -> None:
-    batch.inputs = np.stack([preprocess_frame(rgb, prep) for rgb in batch.frames_rgb])
+    batch.inputs = preprocess_batch(batch.frames_rgb, prep)
 
 
 def _collect_gallery(batch: _Batch, options: ReplayOptions, prep: Preprocessing,
