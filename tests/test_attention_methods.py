@@ -325,3 +325,40 @@ def test_visualbackprop_upscale_matrix_equals_transposed_convolution_of_ones(
                                       strides=stride, padding=padding).numpy()[0, :, 0]
     matrix = _ones_transpose_matrix(small, big, kernel, stride, padding)
     np.testing.assert_allclose(matrix @ signal[0, :, 0], expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("kernel", "stride", "in_hw"), [
+    (5, 2, (66, 200)),  # DAVE-2 conv1
+    (5, 2, (31, 98)),   # last column unused by the forward pass
+    (3, 2, (9, 12)),
+    (4, 3, (14, 11)),   # kernel not a multiple of the stride
+    (2, 2, (8, 8)),
+])
+def test_polyphase_conv_gradients_equal_the_transposed_convolution(kernel, stride, in_hw):
+    from drive_viz.attention.network import conv_polyphase_grad
+
+    rng = np.random.default_rng(kernel * 10 + stride)
+    x = tf.constant(rng.normal(size=(2, *in_hw, 3)), tf.float64)
+    weights = tf.constant(rng.normal(size=(kernel, kernel, 3, 4)), tf.float64)
+    out_hw = [(size - kernel) // stride + 1 for size in in_hw]
+    upstream = tf.constant(rng.normal(size=(2, *out_hw, 4)), tf.float64)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, weights])
+        plain = tf.nn.conv2d(x, weights, strides=stride, padding="VALID")
+        polyphase = conv_polyphase_grad(x, weights, stride)
+        plain_score = tf.reduce_sum(plain * upstream)
+        polyphase_score = tf.reduce_sum(polyphase * upstream)
+    np.testing.assert_allclose(polyphase.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+    for plain_grad, polyphase_grad in zip(tape.gradient(plain_score, [x, weights]),
+                                          tape.gradient(polyphase_score, [x, weights]),
+                                          strict=True):
+        np.testing.assert_allclose(polyphase_grad.numpy(), plain_grad.numpy(), rtol=1e-10,
+                                   atol=1e-10)
+
+
+def test_only_the_strided_first_conv_takes_the_polyphase_gradient(dave2_elu):
+    from drive_viz.attention.network import Network
+
+    network = Network(dave2_elu)
+    flagged = [op.name for op in network._ops if op.polyphase_grad]
+    assert flagged == ["conv1"]

