@@ -85,7 +85,7 @@ def main() -> None:
     from drive_viz.recording.reader import open_recording
     from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline
     from drive_viz.render.video import H264Writer
-    from drive_viz.replay import ReplayOptions, replay
+    from drive_viz.replay import ENCODER_THREADS, ReplayOptions, replay
     from drive_viz.sim.synth import write_synthetic_recording
 
     batch = args.batch_size
@@ -141,7 +141,8 @@ def main() -> None:
         frames.clear()
 
         def encode() -> None:
-            with H264Writer(root / "encode.mp4", rec.fps, FRAME_SIZE) as writer:
+            with H264Writer(root / "encode.mp4", rec.fps, FRAME_SIZE,
+                            threads=ENCODER_THREADS) as writer:
                 for i in range(n):
                     writer.write(pictures[i % len(pictures)])
 
