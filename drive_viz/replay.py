@@ -455,7 +455,12 @@ def _yield_to_later_stages() -> None:
     later stages run first and decoding fills the idle time: frames then wait upstream, not
     downstream of the model, and the run does not end with a long encode-only tail."""
     if sys.platform == "linux" and DECODE_NICENESS:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DECODE_NICENESS)
+        thread = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread,
+                           os.getpriority(os.PRIO_PROCESS, thread) + DECODE_NICENESS)
+        except OSError:
+            pass  # a sandbox that forbids it: the run is only slower
 
 
 def _finish_inputs(batch: _Batch, prep: Preprocessing) -> None:

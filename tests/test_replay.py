@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import av
@@ -185,3 +186,29 @@ def test_unknown_method_is_a_one_line_error(workspace) -> None:
     with pytest.raises(DriveVizError, match="unknown method"):
         replay(workspace["recording"], workspace["model"], workspace["root"] / "bad",
                ReplayOptions(methods=("saliency", "telepathy"), progress=False))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is Linux-only")
+def test_decode_threads_yield_to_the_later_stages() -> None:
+    import os
+    import threading
+
+    from drive_viz import replay as replay_module
+
+    seen: dict[str, int] = {}
+
+    def decode_thread() -> None:
+        before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        replay_module._yield_to_later_stages()
+        seen["before"] = before
+        seen["after"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    main_before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    thread = threading.Thread(target=decode_thread)
+    thread.start()
+    thread.join()
+    expected = min(19, seen["before"] + replay_module.DECODE_NICENESS)
+    assert replay_module.DECODE_NICENESS > 0
+    assert seen["after"] == expected
+    # only that thread: the calling (model) thread keeps its priority
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
