@@ -4,11 +4,11 @@ Four stages overlap in threads joined by bounded queues (OpenCV, TensorFlow and 
 the GIL), so memory stays flat however long the drive is:
 
 1. decode: JPEG -> RGB -> network input (and the mask in the network's view), in batches,
-   ``DECODE_WORKERS`` batches at a time;
+   ``DECODE_WORKERS`` batches at a time, in threads of lower priority (``DECODE_NICENESS``);
 2. model + attention (the calling thread): prediction, raw maps, conv1 activations,
    statistics, display heat (``RunningScale``) and the activation grid;
 3. render: the annotated frame;
-4. write: the H.264 video, and the per-frame table rows.
+4. write: the H.264 video (``ENCODER_THREADS``), and the per-frame table rows.
 
 Outputs in RUN (each written to a ``*.partial`` name and renamed when complete, the video
 last): ``frames.parquet``, ``frames.csv``, ``summary.json``, ``report.html``, ``annotated.mp4``.
