@@ -351,3 +351,32 @@ def test_same_seed_trains_the_same_weights(recordings, tmp_path) -> None:
     first, again, other = weights("a", 5), weights("b", 5), weights("c", 6)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert not all(np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+
+
+def test_ctrl_c_during_fit_stops_at_a_batch_end_and_a_second_one_interrupts() -> None:
+    import os
+    import signal
+    import time
+
+    import keras
+
+    from drive_viz.model.train import _sigint_stops_training
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if batch == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    handler_before = signal.getsignal(signal.SIGINT)
+    with _sigint_stops_training() as interrupt:
+        history = model.fit(x, x[:, :1], batch_size=4, epochs=50, verbose=0,
+                            callbacks=[CtrlC(), interrupt]).history
+        assert interrupt.requested
+        assert len(history["loss"]) == 1  # stopped within the first epoch, not after 50
+        with pytest.raises(KeyboardInterrupt):  # the first press restored the old handler
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is handler_before

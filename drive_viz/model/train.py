@@ -12,7 +12,11 @@ import dataclasses
 import json
 import os
 import shlex
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -362,11 +366,14 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
         stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience,
                                                 restore_best_weights=True)
         try:
-            history = model.fit(
-                train_stream, epochs=config.epochs, steps_per_epoch=steps,
-                validation_data=(validation_dataset(data.store, data.val, config.batch_size)
-                                 if validating else None),
-                callbacks=[stopper], shuffle=False, verbose=verbose).history
+            with _sigint_stops_training() as interrupt:
+                history = model.fit(
+                    train_stream, epochs=config.epochs, steps_per_epoch=steps,
+                    validation_data=(validation_dataset(data.store, data.val, config.batch_size)
+                                     if validating else None),
+                    callbacks=[stopper, interrupt], shuffle=False, verbose=verbose).history
+            if interrupt.requested:
+                raise KeyboardInterrupt
             heldout = [evaluate_heldout(model, Path(p), config, data.train_mean_steer)
                        for p in config.heldout]
             comparison = compare_heads(model, other, data, config) if other is not None \
@@ -417,6 +424,42 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
     trained.set_weights(model.get_weights())
     write_outputs(trained, card, draw_curves(history, best), config.out)
     return card
+
+
+@contextmanager
+def _sigint_stops_training() -> Iterator[Any]:
+    """A Keras callback that ends ``fit`` at the next batch once Ctrl-C (SIGINT) arrives.
+
+    A KeyboardInterrupt raised at an arbitrary point inside ``fit`` can surface from
+    TensorFlow's internals as an unrelated error with a traceback; instead, the first SIGINT
+    only sets ``requested`` (the caller then raises KeyboardInterrupt itself, before anything
+    is written) and restores the previous handler, so a second Ctrl-C interrupts at once.
+    Off the main thread (where handlers cannot be set) SIGINT keeps its usual behaviour.
+    """
+    import keras
+
+    class StopOnInterrupt(keras.callbacks.Callback):
+        requested = False
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if self.requested:
+                self.model.stop_training = True
+
+    callback = StopOnInterrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield callback
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum: int, frame: Any) -> None:
+        callback.requested = True
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield callback
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def curves_path(model_path: str | Path) -> Path:
