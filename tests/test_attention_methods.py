@@ -362,3 +362,7 @@ def test_only_the_strided_first_conv_takes_the_polyphase_gradient(dave2_elu):
     network = Network(dave2_elu)
     flagged = [op.name for op in network._ops if op.polyphase_grad]
     assert flagged == ["conv1"]
+    inputs = keras.Input((H, W, 3))
+    hidden = keras.layers.Conv2D(4, (5, 3), strides=2)(inputs)  # not square: TF's gradient
+    outputs = keras.layers.Dense(1)(keras.layers.Flatten()(hidden))
+    assert not any(op.polyphase_grad for op in Network(keras.Model(inputs, outputs))._ops)

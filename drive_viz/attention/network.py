@@ -185,11 +185,11 @@ def _conv_geometry(layer: Any, in_hw: tuple[int, int], stride: tuple[float, floa
 
 
 def _wants_polyphase_grad(layer: Any, geometry: ConvGeometry, first_conv: bool) -> bool:
-    """The first conv layer, if strided (same stride both ways) and VALID: its input gradient
-    reaches the image's few channels, where the polyphase form is the faster one."""
+    """The first conv layer, if square-kernelled, strided (same stride both ways) and VALID:
+    its input gradient reaches the image's few channels, where the polyphase form is faster."""
     rows, columns = geometry.strides
-    return first_conv and rows == columns > 1 and geometry.padding == "valid" \
-        and int(layer.kernel.shape[2]) <= 4
+    return (first_conv and rows == columns > 1 and geometry.kernel[0] == geometry.kernel[1]
+            and geometry.padding == "valid" and int(layer.kernel.shape[2]) <= 4)
 
 
 class Network:
