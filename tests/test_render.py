@@ -148,6 +148,11 @@ def test_h264_writer_is_browser_ready(tmp_path) -> None:
     assert len(decoded) == 9
     # Colour survives the round trip (BT.601 limited range both ways).
     assert np.abs(decoded[0][120, 300].astype(int) - (200, 50, 50)).max() <= 8
+    # Each video frame shows its own bar: the writer reuses one conversion buffer, so a frame
+    # encoded after the buffer was overwritten would show a later bar.
+    for k, picture in enumerate(decoded):
+        bright = np.flatnonzero(picture[120].min(axis=1) > 230)
+        assert bright.min() >= k * 30 - 1 and bright.max() <= k * 30 + 20, k
 
 
 def test_uint8_blend_is_within_rounding_of_the_float_blend() -> None:

@@ -1,13 +1,19 @@
 """H.264 video that browsers play: libx264, yuv420p, MP4 with the moov atom first (faststart).
 
 Written with PyAV (OpenCV's pip wheel cannot write H.264). RGB frames are converted to I420
-with OpenCV (BT.601, limited range 16-235; cheaper than PyAV's swscale) and the stream is tagged
-as such (smpte170m), so players show the colours that were drawn.
+with OpenCV (BT.601, limited range 16-235; cheaper than PyAV's swscale) into one reused buffer
+(the encoder has taken its own copy of each picture before ``encode`` returns), and the
+stream is tagged as such (smpte170m), so players show the colours that were drawn.
 
 Default preset ``ultrafast``: on the 1280x720 overlay it costs about 2.6x less CPU per frame
 than ``superfast`` for files about 25 % larger (measured: 4.1 vs 11.6 ms CPU, 57 vs 46 KiB per
-frame at CRF 23). It is still H.264 (constrained baseline: no CABAC, no B-frames) in yuv420p,
-which every browser plays.
+frame). It is still H.264 (constrained baseline: no CABAC, no B-frames) in yuv420p, which every
+browser plays.
+
+Rate control: a constant quantizer (``qp``), not CRF. CRF makes x264 build a half-size copy of
+every frame to estimate its complexity; on the replay overlay that is 17 % of the encoder's CPU
+(measured in one run, 480 frames: 3.3 against 4.0 ms per frame). QP 24 gives the quality CRF 23
+gave there (PSNR-Y 41.4 against 41.1 dB, 52 against 50 KiB per frame).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import cv2
 import numpy as np
 
 DEFAULT_PRESET = "ultrafast"
-DEFAULT_CRF = 23
+DEFAULT_QP = 24
 
 
 class H264Writer:
@@ -34,7 +40,7 @@ class H264Writer:
     """
 
     def __init__(self, path: str | Path, fps: float, size: tuple[int, int] = (1280, 720), *,
-                 preset: str = DEFAULT_PRESET, crf: int = DEFAULT_CRF,
+                 preset: str = DEFAULT_PRESET, qp: int = DEFAULT_QP,
                  threads: int = 0) -> None:
         import av
 
@@ -47,6 +53,7 @@ class H264Writer:
         self.size = (width, height)
         self.frames_written = 0
         self._av = av
+        self._i420 = np.empty((height * 3 // 2, width), np.uint8)
         self._container = av.open(str(self.path), mode="w", format="mp4",
                                   options={"movflags": "+faststart"})
         rate = Fraction(fps).limit_denominator(1001)
@@ -57,7 +64,7 @@ class H264Writer:
         self._stream.codec_context.thread_count = threads
         self._stream.options = {
             "preset": preset,
-            "crf": str(crf),
+            "qp": str(qp),
             "x264-params": "colorprim=smpte170m:transfer=smpte170m:colormatrix=smpte170m",
         }
 
@@ -66,8 +73,8 @@ class H264Writer:
         if rgb.shape != (self.size[1], self.size[0], 3) or rgb.dtype != np.uint8:
             raise ValueError(f"expected RGB uint8 {self.size[1]}x{self.size[0]}x3, "
                              f"got {rgb.dtype} {rgb.shape}")
-        i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
-        frame = self._av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420, dst=self._i420)
+        frame = self._av.VideoFrame.from_numpy_buffer(self._i420, format="yuv420p")
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames_written += 1
