@@ -211,7 +211,7 @@ class _Accumulator:
 
 
 class _Gallery:
-    """The ``size`` frames with the largest key, each with small JPEG thumbnails."""
+    """The ``size`` frames with the largest key (entries from ``_gallery_entry``)."""
 
     def __init__(self, size: int = GALLERY_SIZE) -> None:
         self.size = size
@@ -353,7 +353,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         batch.heat = analysis.heat
         batch.grids = analysis.grids
         batch.table = pd.DataFrame(columns)
-        _collect_gallery(batch, options, prep, by_error, off_road)
+        _collect_gallery(batch, options, by_error, off_road)
         return batch
 
     def render() -> None:
@@ -431,7 +431,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
                            fps, with_masks)
         from drive_viz.report.html import write_report
 
-        galleries = {"by_error": by_error.worst(), "off_road": off_road.worst()}
+        galleries = {name: [_with_thumbnails(entry, options, prep) for entry in gallery.worst()]
+                     for name, gallery in (("by_error", by_error), ("off_road", off_road))}
         outputs.partial("summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False),
                                                    encoding="utf-8")
         write_report(outputs.partial("report.html"), summary,
@@ -467,9 +468,10 @@ def _finish_inputs(batch: _Batch, prep: Preprocessing) -> None:
     batch.inputs = preprocess_batch(batch.frames_rgb, prep)
 
 
-def _collect_gallery(batch: _Batch, options: ReplayOptions, prep: Preprocessing,
-                     by_error: _Gallery, off_road: _Gallery) -> None:
-    """Offer each frame to the two worst-frame galleries; make thumbnails for those taken."""
+def _collect_gallery(batch: _Batch, options: ReplayOptions, by_error: _Gallery,
+                     off_road: _Gallery) -> None:
+    """Offer each frame to the two worst-frame galleries (thumbnails are drawn at the end,
+    by ``_with_thumbnails``, for the frames still in them: most candidates are pushed out)."""
     table = batch.table
     road = table.get(f"{options.main_method}_road_share")
     abs_error = table["abs_error"].tolist()
@@ -478,21 +480,20 @@ def _collect_gallery(batch: _Batch, options: ReplayOptions, prep: Preprocessing,
         keys = [(by_error, abs_error[k])]
         if off_road_share is not None:
             keys.append((off_road, off_road_share[k]))
+        entry = None
         for gallery, key in keys:
             if gallery.wants(key):
-                gallery.add(key, batch.positions[k], _gallery_entry(batch, k, options, prep))
+                if entry is None:
+                    entry = _gallery_entry(batch, k, options)
+                gallery.add(key, batch.positions[k], entry)
 
 
-def _gallery_entry(batch: _Batch, k: int, options: ReplayOptions,
-                   prep: Preprocessing) -> dict[str, Any]:
+def _gallery_entry(batch: _Batch, k: int, options: ReplayOptions) -> dict[str, Any]:
+    """Frame ``k``'s table values, and under ``pictures`` what its thumbnails are drawn from:
+    the camera frame, the network input and each method's display heat (copied out of the
+    batch arrays, so an entry keeps only its own frame alive)."""
     table = batch.table
-    frame_rgb = batch.frames_rgb[k]
-    height, width = frame_rgb.shape[:2]
-    size = (320, max(2, round(320 * height / width)))
-    main = options.main_method
-    camera_view, _ = heat_on_frame(frame_rgb, batch.heat[main][k], prep, size)
-    view = input_to_rgb(batch.inputs[k])
-    road = table.get(f"{main}_road_share")
+    road = table.get(f"{options.main_method}_road_share")
     return {
         "frame": int(table["frame"].iat[k]), "row": int(table["row"].iat[k]),
         "position": batch.positions[k],
@@ -501,10 +502,25 @@ def _gallery_entry(batch: _Batch, k: int, options: ReplayOptions,
         "abs_error": float(table["abs_error"].iat[k]),
         "off_road_share": None if road is None or not np.isfinite(road.iat[k])
         else 1.0 - float(road.iat[k]),
-        "camera": _jpeg_data_uri(camera_view),
-        "maps": {m: _jpeg_data_uri(blend_heat(view, batch.heat[m][k], DEFAULT_OPACITY))
-                 for m in options.methods},
+        "pictures": (batch.frames_rgb[k], batch.inputs[k].copy(),
+                     {m: batch.heat[m][k].copy() for m in options.methods}),
     }
+
+
+def _with_thumbnails(entry: dict[str, Any], options: ReplayOptions,
+                     prep: Preprocessing) -> dict[str, Any]:
+    """A gallery entry for the report: ``pictures`` replaced by JPEG data URIs, ``camera``
+    (320 px wide, the main method's heat over the crop box) and ``maps`` (each method's heat
+    on the input view)."""
+    frame_rgb, input_yuv, heat = entry["pictures"]
+    height, width = frame_rgb.shape[:2]
+    size = (320, max(2, round(320 * height / width)))
+    camera_view, _ = heat_on_frame(frame_rgb, heat[options.main_method], prep, size)
+    view = input_to_rgb(input_yuv)
+    values = {key: value for key, value in entry.items() if key != "pictures"}
+    return {**values, "camera": _jpeg_data_uri(camera_view),
+            "maps": {m: _jpeg_data_uri(blend_heat(view, heat[m], DEFAULT_OPACITY))
+                     for m in options.methods}}
 
 
 class _VideoSink:

@@ -107,6 +107,42 @@ def test_predictions_match_the_model_on_the_preprocessed_frame(workspace) -> Non
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+def test_report_gallery_shows_the_worst_frames_with_their_own_pictures(workspace) -> None:
+    """The worst-by-error gallery holds the frames the table ranks worst, and each card's
+    camera thumbnail is that frame (thumbnails are drawn at the end from kept frames, so a
+    card showing another frame's pixels would mean a frame was overwritten in between)."""
+    import base64
+    import re
+
+    import cv2
+
+    from drive_viz.model.preprocess import DEFAULT_PREPROCESSING
+    from drive_viz.recording.reader import open_recording
+
+    run = workspace["run"]
+    table = pd.read_parquet(run / "frames.parquet")
+    summary = json.loads((run / "summary.json").read_text())
+    worst = table.sort_values("abs_error", ascending=False)["frame"].head(6).tolist()
+    assert [entry["frame"] for entry in summary["worst_by_error"]] == worst
+    page = (run / "report.html").read_text()
+    section = page[page.index("Worst frames by steering error"):]
+    cards = re.findall(r"<img class='camera' src='data:image/jpeg;base64,([^']+)'.*?"
+                       r"<div class='maps'>(.*?)</div><p>frame (\d+),", section)
+    assert [int(frame) for _, _, frame in cards[:6]] == worst
+    rec = open_recording(workspace["recording"])
+    top, _ = DEFAULT_PREPROCESSING.crop_rows(120)
+    sky = top * 240 // 120 - 4  # thumbnail rows above the crop box carry no heat
+    for camera, maps, frame in cards[:6]:
+        thumbnail = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(camera), np.uint8),
+                                              cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert thumbnail.shape == (240, 320, 3)
+        errors = {other: np.abs(cv2.resize(rec.image(other), (320, 240))[:sky].astype(int)
+                                - thumbnail[:sky]).mean()
+                  for other in table["frame"]}
+        assert min(errors, key=errors.get) == int(frame)
+        assert maps.count("data:image/jpeg;base64,") == 3
+
+
 def test_summary_reports_the_corrupt_frame(workspace) -> None:
     summary = json.loads((workspace["run"] / "summary.json").read_text())
     assert summary["frames"] == {"selected": FRAMES, "replayed": FRAMES - 1, "skipped": 1}
