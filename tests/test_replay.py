@@ -163,6 +163,24 @@ def test_summary_reports_the_corrupt_frame(workspace) -> None:
     assert {p.name for p in workspace["run"].iterdir()} == set(OUTPUT_FILES)
 
 
+def test_tables_written_in_chunks_equal_the_tables_written_at_once(workspace,
+                                                                    monkeypatch) -> None:
+    """Rows reach the files ``TABLE_CHUNK_ROWS`` at a time; chunks that cut batches in two
+    (5 rows against batches of 8) give the same tables."""
+    import drive_viz.replay as replay_module
+
+    monkeypatch.setattr(replay_module, "TABLE_CHUNK_ROWS", 5)
+    run = workspace["root"] / "chunked"
+    replay(workspace["recording"], workspace["model"], run,
+           ReplayOptions(batch_size=8, progress=False, video=False))
+    timing = list(replay_module.TIMING_COLUMNS)
+    expected = pd.read_parquet(workspace["run"] / "frames.parquet").drop(columns=timing)
+    for got in (pd.read_parquet(run / "frames.parquet"), pd.read_csv(run / "frames.csv")):
+        got = got.drop(columns=timing)
+        assert list(got.columns) == list(expected.columns)
+        pd.testing.assert_frame_equal(got, expected, check_dtype=False, atol=1e-5)
+
+
 def test_start_end_stride(workspace) -> None:
     run = workspace["root"] / "strided"
     summary = replay(workspace["recording"], workspace["model"], run,
