@@ -71,9 +71,10 @@ TABLE_CHUNK_ROWS = 256
 #: Niceness added to the decode threads (see ``_yield_to_later_stages``).
 DECODE_NICENESS = 10
 TIMING_COLUMNS = ("decode_ms", "model_ms", "render_ms", "encode_ms")
-#: libx264 threads for the video. The other stages already keep the cores busy, and one
-#: encoder thread costs 4.7 ms CPU per 1280x720 frame against 6.0 ms with x264's own
-#: frame threads (measured on the replay overlay, preset ultrafast, 2 cores).
+#: libx264 threads for the video. The other stages already keep the cores busy: x264's own
+#: choice (3 frame threads on 2 cores) cost 6.0 ms CPU per 1280x720 frame against 4.7 ms for
+#: one thread (CRF), and 2 threads at the constant quantizer cost the same CPU as one but gave
+#: no end-to-end gain in an interleaved A/B (4 runs each, 1,000 frames).
 ENCODER_THREADS = 1
 
 
