@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from drive_viz.atomic import partial_path
 from drive_viz.errors import DriveVizError
 
 
@@ -36,7 +37,7 @@ class RunFolder:
 
     def partial(self, name: str) -> Path:
         """Where ``name`` is written while it is incomplete."""
-        return self.path / f".{name}.partial"
+        return partial_path(self.path / name)
 
     def final(self, name: str) -> Path:
         return self.path / name

@@ -313,7 +313,7 @@ def test_disk_full_while_recording_keeps_the_frames_written(tmp_path, monkeypatc
                                                             capsys) -> None:
     import drive_viz.recording.writer as writer_module
 
-    real_write = writer_module.write_file_atomic
+    real_write = writer_module.write_atomic
     calls = []
 
     def fill_up(path, data):
@@ -322,7 +322,7 @@ def test_disk_full_while_recording_keeps_the_frames_written(tmp_path, monkeypatc
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real_write(path, data)
 
-    monkeypatch.setattr(writer_module, "write_file_atomic", fill_up)
+    monkeypatch.setattr(writer_module, "write_atomic", fill_up)
     out = tmp_path / "synth"
     code, err = _run_cli(["synth", str(out), "--frames", "20", "--no-masks"], capsys)
     _assert_one_line_error(code, err)

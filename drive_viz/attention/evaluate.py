@@ -50,9 +50,7 @@ an input-only "explanation" scores.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,6 +58,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from drive_viz.atomic import write_json_atomic
 from drive_viz.attention.stats import map_statistics
 from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.recording.format import MASK_CLASSES
@@ -418,29 +417,6 @@ def parse_methods(text: str) -> tuple[str, ...]:
         raise DriveVizError(f"--methods {text!r}: unknown method {unknown[0] if unknown else ''!r}"
                             f"; known: {', '.join(known)}")
     return names
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON (NaN -> null) through a temp file and a rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(_json_ready(data), indent=2, allow_nan=False),
-                       encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DriveVizError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _read_frames(recording: Any, wanted: np.ndarray, camera: str

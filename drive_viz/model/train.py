@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from drive_viz import __version__
+from drive_viz.atomic import write_atomic
 from drive_viz.errors import DriveVizError, FrameError, RecordingError
 from drive_viz.model.augment import Augmentation, SteeringGeometry, side_camera_correction
 from drive_viz.model.dataset import (
@@ -43,7 +44,6 @@ from drive_viz.model.dave2 import (
 )
 from drive_viz.model.preprocess import Preprocessing
 from drive_viz.recording.format import CameraSpec, image_column
-from drive_viz.recording.images import write_file_atomic
 from drive_viz.recording.reader import Recording, open_recording
 
 CARD_FORMAT = "drive-viz-model-card"
@@ -479,8 +479,8 @@ def write_outputs(model: Any, card: dict[str, Any], curves: np.ndarray, out: Pat
             raise DriveVizError(f"{curves_path(out)}: PNG encoding failed")
         if out.exists():
             out.unlink()
-        write_file_atomic(card_path(out), json.dumps(card, indent=2).encode("utf-8"))
-        write_file_atomic(curves_path(out), png.tobytes())
+        write_atomic(card_path(out), json.dumps(card, indent=2).encode("utf-8"))
+        write_atomic(curves_path(out), png.tobytes())
         os.replace(partial, out)
     except OSError as exc:
         raise DriveVizError(f"{out}: cannot write ({exc.strerror or exc})") from None

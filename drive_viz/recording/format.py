@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drive_viz.atomic import write_atomic
 from drive_viz.errors import RecordingError
 
 FORMAT_NAME = "drive-viz-recording"
@@ -209,7 +209,4 @@ def read_meta(folder: Path) -> RecordingMeta:
 
 def write_meta(folder: Path, meta: RecordingMeta) -> None:
     """Write ``folder/meta.json`` atomically (temp file, then rename)."""
-    path = folder / META_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(meta.to_json(), indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(folder / META_FILE, json.dumps(meta.to_json(), indent=2))

@@ -18,6 +18,7 @@ from types import TracebackType
 
 import numpy as np
 
+from drive_viz.atomic import write_atomic
 from drive_viz.errors import DriveVizError, RecordingError
 from drive_viz.recording.format import (
     LABEL_COLUMNS,
@@ -28,7 +29,7 @@ from drive_viz.recording.format import (
     mask_column,
     write_meta,
 )
-from drive_viz.recording.images import encode_jpeg, encode_mask_png, write_file_atomic
+from drive_viz.recording.images import encode_jpeg, encode_mask_png
 
 
 class RecordingWriter:
@@ -98,7 +99,7 @@ class RecordingWriter:
                 image = images[camera]
                 data = image if isinstance(image, bytes) else encode_jpeg(image)
                 relative = f"images/{camera}/{frame:06d}.jpg"
-                write_file_atomic(self.path / relative, data)
+                write_atomic(self.path / relative, data)
                 row[image_column(camera)] = relative
                 if self.with_masks:
                     mask = (masks or {}).get(camera)
@@ -106,7 +107,7 @@ class RecordingWriter:
                         row[mask_column(camera)] = ""
                         continue
                     relative = f"masks/{camera}/{frame:06d}.png"
-                    write_file_atomic(self.path / relative, encode_mask_png(mask))
+                    write_atomic(self.path / relative, encode_mask_png(mask))
                     row[mask_column(camera)] = relative
             self._write_line([row[c] for c in self.columns])
         except OSError as exc:

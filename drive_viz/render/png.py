@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from drive_viz.atomic import write_atomic
 from drive_viz.errors import DriveVizError
-from drive_viz.recording.images import write_file_atomic
 
 
 def png_output(text: str) -> Path:
@@ -27,6 +27,6 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     if not ok:
         raise DriveVizError(f"{path}: PNG encoding failed")
     try:
-        write_file_atomic(path, data.tobytes())
+        write_atomic(path, data.tobytes())
     except OSError as exc:
         raise DriveVizError(f"{path}: cannot write ({exc.strerror})") from None
