@@ -103,7 +103,7 @@ def main() -> None:
     from drive_viz.recording.reader import open_recording
     from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline
     from drive_viz.render.video import H264Writer
-    from drive_viz.replay import ENCODER_THREADS, ReplayOptions, replay
+    from drive_viz.runs.replay import ENCODER_THREADS, ReplayOptions, replay
     from drive_viz.sim.synth import write_synthetic_recording
 
     batch = args.batch_size

@@ -20,27 +20,27 @@ from typing import Any
 import numpy as np
 
 from drive_viz.attention import DEFAULT_METHODS
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import OptionError
 from drive_viz.model.preprocess import INPUT_SHAPE
 from drive_viz.render.colormap import RunningScale
 
 ACTIVATION_LAYER = "conv1"
 
 
-def check_methods(methods: Sequence[str], layout: str, target: str) -> None:
-    """Refuse unknown ``methods``, a ``layout`` method that is not one of them, or a
-    ``target`` that ``parse_target`` cannot read, with one-line DriveVizErrors naming the
-    option (whether a unit target exists in the model is checked when the engine is built)."""
-    from drive_viz.attention import METHODS
+def check_methods(methods: str | Sequence[str], layout: str | None, target: str
+                  ) -> tuple[str, ...]:
+    """Parse ``methods`` (``parse_methods``) and refuse a ``layout`` method that is not one of
+    them or a ``target`` that ``parse_target`` cannot read (whether a unit target exists in
+    the model is checked when the engine is built). Returns the method names."""
+    from drive_viz.attention.catalog import parse_methods
     from drive_viz.attention.targets import parse_target
 
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise DriveVizError(f"--methods: unknown method(s) {unknown}; "
-                            f"choose from {', '.join(METHODS)}")
-    if layout not in methods:
-        raise DriveVizError(f"--layout {layout!r} is not one of --methods {list(methods)}")
+    names = parse_methods(methods)
+    if layout is not None and layout not in names:
+        raise OptionError(f"layout {layout!r} is not one of methods {list(names)}",
+                          "layout", "methods")
     parse_target(target)
+    return names
 
 
 @dataclass
@@ -51,8 +51,9 @@ class AnalysisBatch:
     ``heat[method]`` (N, 66, 200) float32 display heat in [0, 1]; ``grids`` (N, h, w) float32
     conv1 activation grid in [0, 1] (None without video); ``columns`` name -> (N,) arrays in
     table order: ``steer_true``, ``steer_pred``, ``abs_error``, ``<method>_<statistic>``,
-    ``conv1_<summary>``; ``engine_ms`` the engine call and ``post_ms`` statistics, heat and grid,
-    both per frame in milliseconds, and ``model_ms`` their sum.
+    ``<method>_empty`` (bool: the raw map is zero everywhere, e.g. Grad-CAM when nothing
+    pushes the target up), ``conv1_<summary>``; ``engine_ms`` the engine call and ``post_ms``
+    statistics, heat and grid, both per frame in milliseconds, and ``model_ms`` their sum.
     """
 
     prediction: np.ndarray
@@ -128,6 +129,7 @@ class FrameAnalyzer:
             self._previous_maps[method] = raw[-1].copy()
             for name, values in stats.items():
                 columns[f"{method}_{name}"] = values
+            columns[f"{method}_empty"] = ~raw.reshape(n, -1).any(axis=1)
             maps[method] = raw
             heat[method] = self.scales[method].normalize(raw)
         acts = np.asarray(result.activations[ACTIVATION_LAYER], np.float32)[:n]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
 from drive_viz import __version__
 from drive_viz.attention import DEFAULT_METHODS
-from drive_viz.errors import DriveVizError
+from drive_viz.attention.catalog import METHODS
+from drive_viz.errors import DriveVizError, OptionError
 from drive_viz.model.dave2 import SHIPPED_MODEL
 
 Command = Callable[[argparse.Namespace], int]
@@ -22,6 +24,19 @@ TENSORFLOW_COMMANDS = {"train", "replay", "demo", "evaluate", "features", "live"
 UNSAFE_MODEL_HELP = ("load a model even if it needs unsafe deserialization (Lambda layers, "
                      "arbitrary Python): RISK: such a file can run any code on this machine "
                      "when loaded; use only for model files you made or trust")
+
+
+#: Library parameter names whose flag is not ``--`` + the name with dashes.
+FLAGS = {"video": "--no-video", "progress": "--quiet", "event_window_s": "--event-window"}
+
+
+def error_message(exc: DriveVizError) -> str:
+    """``exc``'s message, with the parameter names of an OptionError worded as flags."""
+    text = str(exc)
+    for name in getattr(exc, "names", ()) if isinstance(exc, OptionError) else ():
+        flag = FLAGS.get(name, "--" + name.replace("_", "-"))
+        text = re.sub(rf"(?<![\w/.-]){re.escape(name)}(?![\w/.-])", flag, text)
+    return text
 
 
 def _lazy(target: str) -> Command:
@@ -56,13 +71,23 @@ TARGET_HELP = ("what the maps explain: steer, left, maintain, a unit LAYER:UNIT 
                "LAYER:UNIT@ROW,COL (conv3:17@2,10) (default: steer)")
 
 
+def methods_help(known: tuple[str, ...] = tuple(METHODS)) -> str:
+    """The --methods help: the names to choose from."""
+    return f"comma-separated attention methods, from: {', '.join(known)}"
+
+
 def _add_overlay_options(parser: argparse.ArgumentParser) -> None:
-    """--methods, --layout and --target: the analysis options replay and live share."""
+    """--methods, --layout, --target and --event-window: the options of the runs replay and
+    live write."""
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                        help="comma-separated attention methods (default: %(default)s)")
+                        help=f"{methods_help()} (default: %(default)s)")
     parser.add_argument("--layout", default=None,
                         help="method shown over the camera frame (default: the first method)")
     parser.add_argument("--target", default="steer", help=TARGET_HELP)
+    parser.add_argument("--event-window", type=float, default=2.0, metavar="SECONDS",
+                        help="the report's worst-frame galleries show distinct events: a frame "
+                             "within this many seconds of a worse one joins its event "
+                             "(default: %(default)s)")
 
 
 def _add_carla_options(parser: argparse.ArgumentParser) -> None:
@@ -189,6 +214,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
                         help=f"for --compare-with: {UNSAFE_MODEL_HELP}")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="one line per epoch instead of a progress bar")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress output (only the result lines)")
     parser.set_defaults(run=_lazy("drive_viz.model.train:run"))
 
 
@@ -239,17 +266,19 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
                         help="replace the outputs of an existing run folder")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
-    parser.set_defaults(run=_lazy("drive_viz.replay:run"))
+    parser.set_defaults(run=_lazy("drive_viz.runs.replay:run"))
 
 
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="synthesize a drive and replay it with the shipped model",
-        description="Generate a synthetic drive into --recording if it is absent, replay it "
+        description="Generate a synthetic drive into --recording (unless the one there has "
+                    "--frames frames from --seed), replay it "
                     "with the shipped model, and print where the video and report are.")
     parser.add_argument("--out", default="runs/demo", help="run folder (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=300,
-                        help="frames to synthesize when the drive is absent (default 300)")
+                        help="frames of the synthetic drive; it is (re)generated when absent "
+                             "or of another length or seed (default: %(default)s)")
     parser.add_argument("--recording", default="recordings/demo",
                         help="synthetic drive folder (default: %(default)s)")
     parser.add_argument("--model", default=str(SHIPPED_MODEL),
@@ -257,7 +286,7 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="synthetic world seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
-    parser.set_defaults(run=_lazy("drive_viz.replay:run_demo"))
+    parser.set_defaults(run=_lazy("drive_viz.runs.replay:run_demo"))
 
 
 def _add_evaluate(commands: argparse._SubParsersAction) -> None:
@@ -273,8 +302,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="steering model (.keras)")
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
     parser.add_argument("--methods", default="saliency,gradcam,visualbackprop,sobel",
-                        help="comma-separated attention methods; 'sobel' is a model-free "
-                             "edge baseline (default: saliency,gradcam,visualbackprop,sobel)")
+                        help=f"{methods_help((*METHODS, 'sobel'))}; 'sobel' is a model-free "
+                             "edge baseline (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=32,
                         help="number of evenly spaced frames to evaluate (default: 32)")
     parser.add_argument("--seed", type=int, default=0,
@@ -314,6 +343,7 @@ def _add_synth(commands: argparse._SubParsersAction) -> None:
                         help="do not write the ground-truth class masks")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace OUT if it is already a recording")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=_lazy("drive_viz.sim.synth:run"))
 
 
@@ -396,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _import_tensorflow_quietly()
         return int(args.run(args) or 0)
     except DriveVizError as exc:
-        print(f"drive-viz: error: {exc}", file=sys.stderr)
+        print(f"drive-viz: error: {error_message(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # an unwritable output, a full disk, a vanished input
         where = f"{exc.filename}: " if exc.filename else ""

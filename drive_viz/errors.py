@@ -19,3 +19,13 @@ class FrameError(DriveVizError):
 
 class ModelError(DriveVizError):
     """A model file is missing, unsafe, or does not fit the frames it is asked to process."""
+
+
+class OptionError(DriveVizError, ValueError):
+    """A bad value of one or more named parameters. The message words them by their Python
+    names (``batch_size``), listed in ``names``, so a library caller reads the names it passed;
+    the CLI prints them as its flags (``--batch-size``)."""
+
+    def __init__(self, message: str, *names: str) -> None:
+        super().__init__(message)
+        self.names = names

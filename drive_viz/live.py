@@ -16,25 +16,26 @@ Latency: the analysis a frame adds, preprocess + model and attention (``FrameAna
 overlay draw, in milliseconds; shown in the overlay and summarized as p50 / p95. Obtaining the
 frame (world render, CARLA tick), video encoding and recording are outside it.
 
-Outputs in RUN (with ``--out``): ``annotated.mp4``, ``frames.parquet`` and ``frames.csv`` (the
-replay columns plus ``steer_applied``, ``intervention``, ``interventions``, ``lateral_offset``,
-``speed``, ``preprocess_ms``, ``latency_ms``), ``summary.json``, each written under a temp name
-and renamed at the end, and ``recording/``: the drive itself (camera frames, masks, the steer
-applied on each frame) for ``drive-viz replay``.
+Outputs in RUN (with ``--out``), through the run writer (``runs.writer.RunWriter``), the same
+layout as replay: ``annotated.mp4``, ``frames.parquet`` and ``frames.csv`` (the replay columns
+plus ``steer_applied``, ``intervention``, ``interventions``, ``lateral_offset``, ``speed``,
+``preprocess_ms``, ``latency_ms``; written in chunks, no rows are kept in memory),
+``summary.json`` (replay's common summary with live's own fields added; ``frames`` is the number
+of steps run) and ``report.html``; and ``recording/``: the drive itself (camera frames, masks,
+the steer applied on each frame) for ``drive-viz replay``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,13 @@ import numpy as np
 import pandas as pd
 
 from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer, check_methods
-from drive_viz.errors import DriveVizError
-from drive_viz.model.preprocess import Preprocessing, preprocess_frame, preprocess_mask
+from drive_viz.errors import DriveVizError, OptionError
+from drive_viz.model.preprocess import preprocess_frame, preprocess_mask
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta
 from drive_viz.render.overlay import FRAME_SIZE, TEXT, OverlayRenderer
-from drive_viz.run_folder import RunFolder
+from drive_viz.runs.replay import check_event_window
+from drive_viz.runs.summary import EVENT_WINDOW_S, RunSummary, merge_summary
+from drive_viz.runs.writer import OUTPUT_FILES, RunWriter
 
 WORLDS = ("synthetic", "carla")
 DRIVERS = ("model", "autopilot")
@@ -55,7 +58,7 @@ DRIVERS = ("model", "autopilot")
 INTERVENTION_PENALTY_S = 6.0
 #: CARLA speed the model's cruise control holds while it steers (m/s).
 CARLA_CRUISE_SPEED = 8.0
-OUTPUT_FILES = ("annotated.mp4", "frames.parquet", "frames.csv", "summary.json")
+__all__ = ["OUTPUT_FILES", "LiveOptions", "autonomy_percent", "live"]
 RECORDING_FOLDER = "recording"
 WINDOW_NAME = "drive-viz live"
 _QUIT_KEYS = (ord("q"), 27)
@@ -66,11 +69,12 @@ RECENT_FRAMES = 100
 @dataclass(frozen=True)
 class LiveOptions:
     """One live session. ``frames``: steps to run; ``width`` x ``height``: camera size (None:
-    the world's default, synthetic 320x160, CARLA 800x600); ``fps``: simulation rate."""
+    the world's default, synthetic 320x160, CARLA 800x600); ``fps``: simulation rate;
+    ``methods`` as in ``ReplayOptions``. Bad values raise OptionError naming the field."""
 
     world: str = "synthetic"
     drive: str = "model"
-    methods: tuple[str, ...] = DEFAULT_METHODS
+    methods: tuple[str, ...] | str = DEFAULT_METHODS
     layout: str | None = None
     target: str = "steer"
     frames: int = 600
@@ -86,6 +90,20 @@ class LiveOptions:
     timeout: float = 10.0
     overwrite: bool = False
     unsafe_model: bool = False
+    event_window_s: float = EVENT_WINDOW_S
+
+    def __post_init__(self) -> None:
+        if self.world not in WORLDS:
+            raise OptionError(f"world must be one of {WORLDS}, not {self.world!r}", "world")
+        if self.drive not in DRIVERS:
+            raise OptionError(f"drive must be one of {DRIVERS}, not {self.drive!r}", "drive")
+        if self.frames < 1:
+            raise OptionError(f"frames {self.frames} must be at least 1", "frames")
+        if not (math.isfinite(self.fps) and 1 <= self.fps <= 1000):
+            raise OptionError(f"fps {self.fps} is outside 1..1000", "fps")
+        object.__setattr__(self, "methods", check_methods(self.methods, self.layout,
+                                                          self.target))
+        check_event_window(self.event_window_s)
 
     @property
     def main_method(self) -> str:
@@ -255,58 +273,61 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
     """Run a live session (see the module docstring); returns the summary."""
     from drive_viz.model.dave2 import load_steering_model, model_preprocessing
 
-    if options.world not in WORLDS:
-        raise DriveVizError(f"--world must be one of {WORLDS}, not {options.world!r}")
-    if options.drive not in DRIVERS:
-        raise DriveVizError(f"--drive must be one of {DRIVERS}, not {options.drive!r}")
-    if options.frames < 1:
-        raise DriveVizError(f"--frames {options.frames} must be at least 1")
-    if not (math.isfinite(options.fps) and 1 <= options.fps <= 1000):
-        raise DriveVizError(f"--fps {options.fps} is outside 1..1000")
-    check_methods(options.methods, options.main_method, options.target)
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
     prep = model_preprocessing(model_path)
-    outputs = RunFolder(Path(options.out), OUTPUT_FILES, options.overwrite) if options.out else None
-    draws = options.display or outputs is not None
-    analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=draws)
-    analyzer.warm_up()
-    success = False
-    try:
+    summary = RunSummary(options.methods, options.main_method, options.fps,
+                         event_window_s=options.event_window_s)
+    with contextlib.ExitStack() as stack:
+        writer = None
+        if options.out:
+            writer = stack.enter_context(RunWriter(
+                options.out, summary, prep, overwrite=options.overwrite, video_fps=options.fps,
+                encoder_threads=None))
+        analyzer = FrameAnalyzer(model, options.methods, options.target,
+                                 with_video=options.display or writer is not None)
+        analyzer.warm_up()
+        started = time.perf_counter()
         with _session(options) as source:
-            rows, stopped = _run(source, analyzer, prep, options, outputs, draws, model_path)
-        summary = _summary(rows, options, model_path, source, stopped)
-        if outputs is not None:
-            table = pd.DataFrame(rows)
-            table.to_parquet(outputs.partial("frames.parquet"), index=False)
-            table.to_csv(outputs.partial("frames.csv"), index=False, float_format="%.6g",
-                         lineterminator="\n")
-            outputs.partial("summary.json").write_text(
-                json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-            outputs.commit()
-        success = True
-        return summary
-    finally:
-        if outputs is not None and not success:
-            outputs.discard()
+            loop = _run(source, analyzer, prep, options, writer, summary, model_path)
+        if loop.frames == 0:
+            raise DriveVizError("live: stopped before the first frame; nothing to write")
+        head = _head(options, model_path, source, loop.frames)
+        extra = _live_fields(loop, options, model_path, source, summary)
+        elapsed = time.perf_counter() - started
+        if writer is not None:
+            return writer.publish(head, loop.frames, elapsed, extra)
+        return merge_summary(summary.build(head, loop.frames, elapsed), extra)
 
 
-def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
-         prep: Preprocessing, options: LiveOptions, outputs: RunFolder | None, draws: bool,
-         model_path: str | Path) -> tuple[list[dict[str, Any]], bool]:
-    """The frame loop; returns the table rows and whether the user stopped early."""
+@dataclass
+class _Loop:
+    """What the frame loop leaves for the summary (no per-frame rows): steps run, whether the
+    user stopped early, interventions, the sum of squared lateral offsets (m^2) and each
+    frame's latency figures in milliseconds."""
+
+    frames: int = 0
+    stopped: bool = False
+    interventions: int = 0
+    offset_squares: float = 0.0
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: {
+        "latency_ms": [], "preprocess_ms": [], "model_ms": [], "render_ms": []})
+
+
+def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer, prep: Any,
+         options: LiveOptions, writer: RunWriter | None, summary: RunSummary,
+         model_path: str | Path) -> _Loop:
+    """The frame loop: each frame's row goes to ``writer`` (or only to ``summary``)."""
     from drive_viz.recording.writer import RecordingWriter
-    from drive_viz.render.video import H264Writer
 
     camera = source.cameras[0].name
     renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
                                title=f"live {source.name} / {options.drive} drives")
-    rows: list[dict[str, Any]] = []
-    interventions = 0
+    loop = _Loop()
     recent: deque[float] = deque(maxlen=RECENT_FRAMES)
-    stopped = False
+    draws = options.display or writer is not None
     with contextlib.ExitStack() as stack:
-        recorder = video = window = None
-        if outputs is not None:
+        recorder = window = None
+        if writer is not None:
             meta = RecordingMeta(
                 source=f"drive-viz live ({source.name})", fps=options.fps, cameras=source.cameras,
                 mask_classes=dict(MASK_CLASSES),
@@ -314,10 +335,8 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                        "steer_label": "steer applied on this frame (+right): the model's with "
                                       "--drive model, else the expert's / autopilot's"})
             recorder = stack.enter_context(RecordingWriter(
-                outputs.path / RECORDING_FOLDER, meta, overwrite=options.overwrite,
+                writer.path / RECORDING_FOLDER, meta, overwrite=options.overwrite,
                 with_masks=True))
-            video = stack.enter_context(H264Writer(outputs.partial("annotated.mp4"), options.fps,
-                                                   FRAME_SIZE))
         if options.display:
             window = _Window()
             stack.callback(window.close)
@@ -343,59 +362,76 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                 latency = preprocess_ms + analysis.model_ms + render_ms
                 recent.append(latency)
                 applied, left_lane = source.act(pred)
-                interventions += left_lane
+                loop.interventions += left_lane
                 encode_ms = 0.0
                 if picture is not None:
                     status = (f"{options.drive} drives   latency {latency:5.1f} ms "
-                              f"(p50 {np.median(recent):5.1f})   interventions {interventions}")
+                              f"(p50 {np.median(recent):5.1f})   interventions "
+                              f"{loop.interventions}")
                     live_text(picture, renderer, status)
-                    encoding = time.perf_counter()
-                    if video is not None:
-                        video.write(picture)
-                    encode_ms = (time.perf_counter() - encoding) * 1000
+                    if writer is not None:
+                        encode_ms = writer.write_picture(picture)
                     if window is not None and not window.show(picture, f"{WINDOW_NAME}: {status}"):
-                        stopped = True
+                        loop.stopped = True
                 if recorder is not None:
                     recorder.append(steer=applied, throttle=seen.throttle, brake=seen.brake,
                                     speed=seen.speed, t=seen.t, images={camera: seen.rgb},
                                     masks=None if seen.mask is None else {camera: seen.mask})
-                rows.append({
+                row = pd.DataFrame([{
                     "frame": index, "row": index, "t": seen.t,
                     "target": str(analyzer.engine.target),
-                    **{name: float(values[0]) for name, values in analysis.columns.items()},
+                    **{name: values[0] for name, values in analysis.columns.items()},
                     "decode_ms": (observed - tick) * 1000, "model_ms": analysis.model_ms,
                     "render_ms": render_ms, "encode_ms": encode_ms,
                     "steer_applied": applied, "intervention": int(left_lane),
-                    "interventions": interventions, "lateral_offset": seen.lateral_offset,
+                    "interventions": loop.interventions, "lateral_offset": seen.lateral_offset,
                     "speed": seen.speed, "preprocess_ms": preprocess_ms, "latency_ms": latency,
-                })
-                if stopped:
+                }])
+                if writer is not None:
+                    writer.add_rows(row, [index], lambda _, seen=seen, inputs=inputs,
+                                    heat=analysis.heat: (seen.rgb, inputs[0],
+                                                         {m: h[0] for m, h in heat.items()}))
+                else:
+                    summary.add(row, [index])
+                loop.frames += 1
+                if math.isfinite(seen.lateral_offset):
+                    loop.offset_squares += seen.lateral_offset ** 2
+                for column, values in loop.latency_ms.items():
+                    values.append(float(row[column].iat[0]))
+                if loop.stopped:
                     break
                 if window is not None:  # show the drive in real time, not faster
                     time.sleep(max(0.0, 1.0 / options.fps - (time.perf_counter() - tick)))
         except KeyboardInterrupt:
-            stopped = True
-            print(f"drive-viz: live stopped after {len(rows)} frames", file=sys.stderr)
-    return rows, stopped
+            loop.stopped = True
+            print(f"drive-viz: live stopped after {loop.frames} frames", file=sys.stderr)
+    return loop
 
 
-def _summary(rows: list[dict[str, Any]], options: LiveOptions, model_path: str | Path,
-             source: _SyntheticSource | _CarlaSource, stopped: bool) -> dict[str, Any]:
-    if not rows:
-        raise DriveVizError("live: stopped before the first frame; nothing to write")
-    table = pd.DataFrame(rows)
-    frames = len(table)
+def _head(options: LiveOptions, model_path: str | Path, source: _SyntheticSource | _CarlaSource,
+          frames: int) -> dict[str, Any]:
+    """What was run, in the fields replay's summary has (the report reads them)."""
+    from drive_viz.attention.targets import parse_target
+
+    parameters = asdict(options)
+    parameters.update(methods=list(options.methods), layout=options.main_method,
+                      camera=source.cameras[0].name, start=0, end=frames, stride=1)
+    return {"recording": RECORDING_FOLDER if options.out else None,
+            "source": f"drive-viz live ({source.name})", "model": str(model_path),
+            "target": str(parse_target(options.target)), "parameters": parameters}
+
+
+def _live_fields(loop: _Loop, options: LiveOptions, model_path: str | Path,
+                 source: _SyntheticSource | _CarlaSource, summary: RunSummary) -> dict[str, Any]:
+    """Live's own summary fields, added to the common ones (``merge_summary``)."""
+    frames = loop.frames
     seconds = frames / options.fps
     synthetic = source.name == "synthetic"
-    interventions = int(table["intervention"].sum())
-    error = (table["steer_pred"] - table["steer_true"]).to_numpy(np.float64)
-    error = error[np.isfinite(error)]
-    parameters = asdict(options)
-    parameters.update(methods=list(options.methods), layout=options.main_method)
+    interventions = loop.interventions
+    steering = summary.accumulator.steering()
     return {
         "world": source.name, "drive": options.drive, "model": str(model_path),
-        "parameters": parameters,
-        "frames": frames, "simulated_seconds": seconds, "stopped_early": stopped,
+        "frames": frames, "simulated_seconds": seconds, "stopped_early": loop.stopped,
         "interventions": interventions if synthetic else None,
         "autonomy_percent": autonomy_percent(interventions, seconds) if synthetic else None,
         "frames_without_intervention_percent":
@@ -404,15 +440,15 @@ def _summary(rows: list[dict[str, Any]], options: LiveOptions, model_path: str |
                                "at 0; an intervention is the car leaving its lane",
         "steering": {
             "expert": ("expert pure pursuit" if synthetic else "CARLA autopilot")
-            if np.isfinite(table["steer_true"]).any() else None,
-            "mae_vs_expert": float(np.abs(error).mean()) if len(error) else None,
-            "rmse_vs_expert": float(np.sqrt((error ** 2).mean())) if len(error) else None,
-            "lateral_offset_rms_m": float(np.sqrt(np.mean(table["lateral_offset"] ** 2)))
+            if steering["mae"] is not None else None,
+            "mae_vs_expert": steering["mae"],
+            "rmse_vs_expert": steering["rmse"],
+            "lateral_offset_rms_m": math.sqrt(loop.offset_squares / frames)
             if synthetic else None,
         },
         "latency_ms": {
-            "total": _percentiles(table["latency_ms"].tolist()),
-            "stages": {name: _percentiles(table[column].tolist()) for name, column in (
+            "total": _percentiles(loop.latency_ms["latency_ms"]),
+            "stages": {name: _percentiles(loop.latency_ms[column]) for name, column in (
                 ("preprocess", "preprocess_ms"), ("model_attention_stats", "model_ms"),
                 ("overlay", "render_ms"))},
             "measures": "preprocess + model, attention and statistics + overlay draw, per frame",
@@ -423,18 +459,15 @@ def _summary(rows: list[dict[str, Any]], options: LiveOptions, model_path: str |
     }
 
 
-def _parse_methods(text: str) -> tuple[str, ...]:
-    return tuple(m.strip() for m in text.split(",") if m.strip())
-
-
 def run(args: argparse.Namespace) -> int:
     """The ``drive-viz live`` command."""
     options = LiveOptions(
-        world=args.world, drive=args.drive, methods=_parse_methods(args.methods),
+        world=args.world, drive=args.drive, methods=args.methods,
         layout=args.layout, target=args.target, frames=args.frames, display=args.display,
         out=args.out, seed=args.seed, fps=args.fps, width=args.width, height=args.height,
         host=args.host, port=args.port, town=args.town, timeout=args.timeout,
-        overwrite=args.overwrite, unsafe_model=args.unsafe_model)
+        overwrite=args.overwrite, unsafe_model=args.unsafe_model,
+        event_window_s=args.event_window)
     summary = live(args.model, options)
     latency = summary["latency_ms"]["total"]
     line = (f"live {summary['world']}: {summary['frames']} frames, {options.drive} drives, "
@@ -446,5 +479,6 @@ def run(args: argparse.Namespace) -> int:
         line += f", MAE vs expert {summary['steering']['mae_vs_expert']:.4f}"
     print(line)
     if options.out:
-        print(f"run: {options.out} (annotated.mp4, frames.parquet, summary.json, recording/)")
+        print(f"run: {options.out} (annotated.mp4, frames.parquet, summary.json, report.html, "
+              "recording/)")
     return 0

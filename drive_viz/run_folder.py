@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from drive_viz.atomic import partial_path
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import DriveVizError, OptionError
 
 
 class RunFolder:
@@ -25,8 +25,8 @@ class RunFolder:
             raise DriveVizError(f"{path}: exists and is not a folder")
         if path.exists() and any(path.iterdir()):
             if not overwrite:
-                raise DriveVizError(f"{path}: already exists and is not empty "
-                                    "(pass --overwrite to replace the run)")
+                raise OptionError(f"{path}: already exists and is not empty "
+                                  "(pass overwrite to replace the run)", "overwrite")
             for name in names:
                 self.final(name).unlink(missing_ok=True)
                 self.partial(name).unlink(missing_ok=True)

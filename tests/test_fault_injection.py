@@ -21,7 +21,7 @@ import pytest
 
 from drive_viz.errors import DriveVizError
 from drive_viz.recording.reader import open_recording
-from drive_viz.replay import OUTPUT_FILES
+from drive_viz.runs.replay import OUTPUT_FILES
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 KILLS = [(0.5, signal.SIGINT), (1.5, signal.SIGKILL), (3.0, signal.SIGKILL)]

@@ -17,7 +17,7 @@ _EXPORTS = {
     "AttentionEngine": "engine", "AttentionResult": "engine", "attribute": "engine",
     "engine_for": "engine",
     "NAMED_FILLS": "engine", "default_gradcam_layer": "engine",
-    "METHODS": "methods", "Method": "methods",
+    "METHODS": "catalog", "Method": "catalog",
     "OUTPUT_TARGETS": "targets", "UnitTarget": "targets", "parse_target": "targets",
     "TargetError": "targets", "gap_head": "engine",
 }

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.attention import methods as m
+from drive_viz.attention.catalog import METHODS
 from drive_viz.attention.network import Network
 from drive_viz.attention.targets import Target, TargetError, check_target, target_score
 from drive_viz.errors import ModelError
@@ -110,10 +111,10 @@ class AttentionEngine:
                  ig_baseline: str | float | np.ndarray = "black", occlusion_patch: int = 10,
                  occlusion_stride: int = 5,
                  occlusion_fill: str | float | Sequence[float] = "gray") -> None:
-        unknown = [name for name in methods if name not in m.METHODS]
+        unknown = [name for name in methods if name not in METHODS]
         if unknown:
             raise ValueError(f"unknown attention method(s) {unknown}; "
-                             f"known: {', '.join(m.METHODS)}")
+                             f"known: {', '.join(METHODS)}")
         self.network = Network(model)
         self.methods = tuple(dict.fromkeys(methods))
         check_target(target, self.network.output_shapes)

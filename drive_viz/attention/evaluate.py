@@ -59,6 +59,7 @@ import cv2
 import numpy as np
 
 from drive_viz.atomic import write_json_atomic
+from drive_viz.attention.catalog import METHODS, parse_methods
 from drive_viz.attention.stats import map_statistics
 from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.recording.format import MASK_CLASSES
@@ -406,19 +407,6 @@ def plot_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> np.ndarr
 
 # --- command ---------------------------------------------------------------------------------
 
-def parse_methods(text: str) -> tuple[str, ...]:
-    """``"saliency,gradcam"`` -> names, checked against the engine's and baseline methods."""
-    from drive_viz.attention.methods import METHODS
-
-    names = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    known = (*METHODS, *BASELINE_METHODS)
-    unknown = [name for name in names if name not in known]
-    if unknown or not names:
-        raise DriveVizError(f"--methods {text!r}: unknown method {unknown[0] if unknown else ''!r}"
-                            f"; known: {', '.join(known)}")
-    return names
-
-
 def _read_frames(recording: Any, wanted: np.ndarray, camera: str
                  ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray | None],
                             list[dict[str, Any]]]:
@@ -454,7 +442,7 @@ def run(args: argparse.Namespace) -> int:
     from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
     from drive_viz.recording.reader import open_recording
 
-    methods = parse_methods(args.methods)
+    methods = parse_methods(args.methods, known=(*METHODS, *BASELINE_METHODS))
     if args.frames < 1:
         raise DriveVizError(f"--frames {args.frames}: must be at least 1")
     if args.steps < 1:

@@ -553,7 +553,7 @@ def run(args: argparse.Namespace) -> int:
         recovery=args.recovery_distance, heldout=[Path(p) for p in args.heldout or []],
         compare_with=Path(args.compare_with) if args.compare_with else None,
         unsafe_model=args.unsafe_model)
-    card = train(config, verbose=1 if args.progress else 2)
+    card = train(config, verbose=0 if args.quiet else 1 if args.progress else 2)
     best = card["best"]
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items())
     print(f"wrote {config.out} (+ card, curves): {card['epochs_run']} epochs, best epoch "

@@ -66,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
     out = write_synthetic_recording(
         args.out, args.frames, args.seed, fps=args.fps, width=args.width, height=args.height,
         side_cameras=args.side_cameras, masks=not args.no_masks, overwrite=args.overwrite,
-        progress=True)
+        progress=not args.quiet)
     print(f"wrote {args.frames} synthetic frames to {out}")
     return 0

@@ -1,0 +1,1 @@
+"""Runs: the run writer, the summary every run shares, and replay's pipeline stages."""
