@@ -282,7 +282,7 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
         if options.out:
             writer = stack.enter_context(RunWriter(
                 options.out, summary, prep, overwrite=options.overwrite, video_fps=options.fps,
-                encoder_threads=None))
+                encoder_threads=0))
         analyzer = FrameAnalyzer(model, options.methods, options.target,
                                  with_video=options.display or writer is not None)
         analyzer.warm_up()

@@ -101,13 +101,14 @@ class RunWriter:
 
     ``summary``: the run's ``RunSummary`` (fed by ``add_rows``); ``prep``: the model's
     preprocessing (opaque; gallery thumbnails place the heat through it); ``video_fps``: the
-    video's frame rate, None for no video. Refuses a non-empty ``out`` unless ``overwrite``
+    video's frame rate, None for no video; ``encoder_threads``: x264 threads (0: x264's own
+    choice). Refuses a non-empty ``out`` unless ``overwrite``
     (then only the run's own files are replaced).
     """
 
     def __init__(self, out: str | Path, summary: RunSummary, prep: Any, *,
                  overwrite: bool = False, video_fps: float | None = None,
-                 encoder_threads: int | None = ENCODER_THREADS) -> None:
+                 encoder_threads: int = ENCODER_THREADS) -> None:
         out = Path(out)
         self.summary = summary
         self.prep = prep
