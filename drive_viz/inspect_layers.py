@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import OptionError
 
 
 def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, *,
@@ -35,8 +35,8 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
     camera = camera or rec.cameras[0]
     rec.meta.camera(camera)
     if not 0 <= row < len(rec):
-        raise DriveVizError(f"{rec.path}: --frame {row} is out of range (the recording has "
-                            f"{len(rec)} rows, 0..{len(rec) - 1})")
+        raise OptionError(f"{rec.path}: frame {row} is out of range (the recording has "
+                          f"{len(rec)} rows, 0..{len(rec) - 1})", "frame")
     model = load_steering_model(model_path, unsafe=unsafe_model)
     inputs = preprocess_frame(rec.image(row, camera), model_preprocessing(model_path))[None]
     convs = Network(model).conv_layers

@@ -225,8 +225,8 @@ class _Window:
     def __init__(self) -> None:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY")
                                                      or os.environ.get("WAYLAND_DISPLAY")):
-            raise DriveVizError("--display needs a graphical session (DISPLAY is not set); "
-                                "use --out RUN to write the video instead")
+            raise OptionError("display needs a graphical session (DISPLAY is not set); "
+                              "use out to write the video instead", "display", "out")
         cv2.namedWindow(WINDOW_NAME, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
 
     def show(self, picture: np.ndarray, title: str) -> bool:

@@ -24,14 +24,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import OptionError
 
 OUTPUT_TARGETS = ("steer", "left", "maintain")
 _UNIT_PATTERN = re.compile(r"^(?P<layer>[A-Za-z_][\w.\-]*):(?P<unit>\d+)"
                            r"(?:@(?P<row>\d+),(?P<col>\d+))?$")
 
 
-class TargetError(DriveVizError, ValueError):
+class TargetError(OptionError):
     """A target that cannot be parsed or does not exist in the model (one-line message)."""
 
 
@@ -63,9 +63,9 @@ def parse_target(text: str, layer_shapes: dict[str, tuple[int, ...]] | None = No
     else:
         match = _UNIT_PATTERN.match(cleaned)
         if match is None:
-            raise TargetError(f"--target {text!r}: expected one of {', '.join(OUTPUT_TARGETS)}, "
+            raise TargetError(f"target {text!r}: expected one of {', '.join(OUTPUT_TARGETS)}, "
                               "LAYER:UNIT (conv3:17, dense1:4) or LAYER:UNIT@ROW,COL "
-                              "(conv3:17@2,10)")
+                              "(conv3:17@2,10)", "target")
         position = None
         if match["row"] is not None:
             position = (int(match["row"]), int(match["col"]))

@@ -8,14 +8,14 @@ import cv2
 import numpy as np
 
 from drive_viz.atomic import write_atomic
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import DriveVizError, OptionError
 
 
 def png_output(text: str) -> Path:
     """The ``--out`` path of a command that writes one PNG, checked before any work is done."""
     out = Path(text)
     if out.suffix.lower() != ".png":
-        raise DriveVizError(f"{out}: --out must be a .png file")
+        raise OptionError(f"{out}: out must be a .png file", "out")
     if not out.parent.is_dir():
         raise DriveVizError(f"{out.parent}: output folder does not exist")
     return out

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import OptionError
 from drive_viz.recording.format import MASK_CLASSES, RecordingMeta
 from drive_viz.recording.writer import RecordingWriter
 from drive_viz.sim.carla_session import (
@@ -30,7 +30,7 @@ def record(config: SessionConfig, out: str | Path, frames: int, *,
     """Record ``frames`` ticks of a CARLA session into the recording folder ``out``; return the
     number of frames written. Times ``t`` are simulated seconds since the first written frame."""
     if frames < 1:
-        raise DriveVizError(f"--frames {frames} must be at least 1")
+        raise OptionError(f"frames {frames} must be at least 1", "frames")
     with CarlaSession(config) as session:
         meta = RecordingMeta(
             source="carla", fps=config.fps, cameras=session.cameras, mask_classes=MASK_CLASSES,

@@ -36,7 +36,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import DriveVizError, OptionError
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec
 
 SIDE_OFFSET_M = 0.5
@@ -86,11 +86,12 @@ class SessionConfig:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.fps) and 1 <= self.fps <= 1000):
-            raise DriveVizError(f"--fps {self.fps} is outside 1..1000")
+            raise OptionError(f"fps {self.fps} is outside 1..1000", "fps")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
-            raise DriveVizError(f"--timeout {self.timeout} must be a positive number of seconds")
+            raise OptionError(f"timeout {self.timeout} must be a positive number of seconds",
+                              "timeout")
         if self.traffic < 0:
-            raise DriveVizError(f"--traffic {self.traffic} must be 0 or more")
+            raise OptionError(f"traffic {self.traffic} must be 0 or more", "traffic")
         if self.warmup_ticks < 0:
             raise DriveVizError(f"warmup_ticks {self.warmup_ticks} must be 0 or more")
 
@@ -245,8 +246,8 @@ class CarlaSession:
             return None
         presets = weather_presets(carla)
         if name not in presets:
-            raise DriveVizError(f"--weather {name!r} is not a CARLA preset; "
-                                f"choose one of {', '.join(presets)}")
+            raise OptionError(f"weather {name!r} is not a CARLA preset; "
+                              f"choose one of {', '.join(presets)}", "weather")
         return getattr(carla.WeatherParameters, name)
 
     def _load_town(self, world: Any) -> Any:
@@ -255,8 +256,8 @@ class CarlaSession:
             return world
         available = sorted(m.rsplit("/", 1)[-1] for m in self.client.get_available_maps())
         if town not in available:
-            raise DriveVizError(f"--town {town!r} is not on the server; "
-                                f"choose one of {', '.join(available)}")
+            raise OptionError(f"town {town!r} is not on the server; "
+                              f"choose one of {', '.join(available)}", "town")
         self.client.set_timeout(max(self.config.timeout, 60.0))
         try:
             return self.client.load_world(town)

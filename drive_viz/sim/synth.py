@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from drive_viz.errors import DriveVizError
+from drive_viz.errors import DriveVizError, OptionError
 from drive_viz.recording.format import MASK_CLASSES, RecordingMeta
 from drive_viz.recording.writer import RecordingWriter
 from drive_viz.sim.config import SyntheticWorldConfig
@@ -31,7 +31,7 @@ def write_synthetic_recording(out: str | Path, frames: int, seed: int = 0, *, fp
     recording of the frames written so far (marked unfinished).
     """
     if frames < 1:
-        raise DriveVizError(f"--frames must be at least 1 (got {frames})")
+        raise OptionError(f"frames must be at least 1 (got {frames})", "frames")
     try:
         config = dataclasses.replace(config or SyntheticWorldConfig(), fps=fps, width=width,
                                      height=height, side_cameras=side_cameras)
