@@ -27,13 +27,13 @@ UNSAFE_MODEL_HELP = ("load a model even if it needs unsafe deserialization (Lamb
 
 
 #: Library parameter names whose flag is not ``--`` + the name with dashes.
-FLAGS = {"video": "--no-video", "progress": "--quiet", "event_window_s": "--event-window"}
+FLAGS = {"event_window_s": "--event-window"}
 
 
 def error_message(exc: DriveVizError) -> str:
     """``exc``'s message, with the parameter names of an OptionError worded as flags."""
     text = str(exc)
-    for name in getattr(exc, "names", ()) if isinstance(exc, OptionError) else ():
+    for name in exc.names if isinstance(exc, OptionError) else ():
         flag = FLAGS.get(name, "--" + name.replace("_", "-"))
         text = re.sub(rf"(?<![\w/.-]){re.escape(name)}(?![\w/.-])", flag, text)
     return text
