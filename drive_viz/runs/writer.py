@@ -102,8 +102,8 @@ class RunWriter:
     ``summary``: the run's ``RunSummary`` (fed by ``add_rows``); ``prep``: the model's
     preprocessing (opaque; gallery thumbnails place the heat through it); ``video_fps``: the
     video's frame rate, None for no video; ``encoder_threads``: x264 threads (0: x264's own
-    choice). Refuses a non-empty ``out`` unless ``overwrite``
-    (then only the run's own files are replaced).
+    choice). Refuses a non-empty ``out`` unless ``overwrite`` (then only the run's own files
+    are replaced).
     """
 
     def __init__(self, out: str | Path, summary: RunSummary, prep: Any, *,
@@ -168,6 +168,7 @@ class RunWriter:
         galleries = {name: [self._with_thumbnails(entry) for entry in entries]
                      for name, entries in self.summary.worst().items()}
         galleries.setdefault("off_road", [])
+        # The report reads the common frame counts (live's own ``frames`` is its step count).
         write_report(self.folder.partial("report.html"), {**summary, "frames": common["frames"]},
                      pd.read_parquet(self.folder.partial("frames.parquet")), galleries)
         tables_and_report = [name for name in OUTPUT_FILES if name != "annotated.mp4"]
