@@ -54,6 +54,7 @@ from drive_viz.model.preprocess import (
 )
 from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline, heat_on_frame
+from drive_viz.render.video import DEFAULT_QUALITY, check_video_size, quality_qp
 from drive_viz.run_folder import RunFolder
 
 __all__ = ["ACTIVATION_LAYER", "DEFAULT_METHODS", "OUTPUT_FILES", "ReplayOptions",
@@ -95,6 +96,16 @@ class ReplayOptions:
     overwrite: bool = False
     progress: bool = True
     unsafe_model: bool = False
+    #: Video (width, height) in pixels, even; the overlay layout scales to it.
+    video_size: tuple[int, int] = FRAME_SIZE
+    #: Named x264 quality level (``drive_viz.render.video.QUALITY_QP``).
+    video_quality: str = DEFAULT_QUALITY
+    #: Put the video inside report.html as a base64 data URI (about 4/3 of the video's size).
+    embed_video: bool = False
+
+    def __post_init__(self) -> None:
+        check_video_size(self.video_size)
+        quality_qp(self.video_quality)
 
     @property
     def main_method(self) -> str:
@@ -361,7 +372,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
 
     def render() -> None:
         renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
-                                   timeline=timeline, title=f"{rec.path.name} / {camera}")
+                                   timeline=timeline, title=f"{rec.path.name} / {camera}",
+                                   size=options.video_size)
         while (batch := pipeline.get(analysed)) is not None:
             table = batch.table
             render_ms = np.zeros(len(table))
@@ -380,7 +392,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         pipeline.put(rendered, None)
 
     def write() -> None:
-        writer = _VideoSink(outputs.partial("annotated.mp4"), fps) if options.video else None
+        writer = (_VideoSink(outputs.partial("annotated.mp4"), fps, options.video_size,
+                             quality_qp(options.video_quality)) if options.video else None)
         table_sink = _TableSink(outputs.partial("frames.parquet"), outputs.partial("frames.csv"))
         progress = _progress_bar(len(positions_rows), options.progress)
         encode_ms: list[float] = []
@@ -440,7 +453,9 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         outputs.partial("summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False),
                                                    encoding="utf-8")
         write_report(outputs.partial("report.html"), summary,
-                     pd.read_parquet(outputs.partial("frames.parquet")), galleries)
+                     pd.read_parquet(outputs.partial("frames.parquet")), galleries,
+                     embed_video=outputs.partial("annotated.mp4")
+                     if options.video and options.embed_video else None)
         tables_and_report = [name for name in OUTPUT_FILES if name != "annotated.mp4"]
         outputs.commit(*tables_and_report, *(["annotated.mp4"] if options.video else []))
         success = True
@@ -530,10 +545,10 @@ def _with_thumbnails(entry: dict[str, Any], options: ReplayOptions,
 class _VideoSink:
     """The H.264 writer at the renderer's frame size."""
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], qp: int) -> None:
         from drive_viz.render.video import H264Writer
 
-        self._writer = H264Writer(path, fps, FRAME_SIZE, threads=ENCODER_THREADS)
+        self._writer = H264Writer(path, fps, size, qp=qp, threads=ENCODER_THREADS)
         self._closed = False
 
     def write(self, picture: np.ndarray) -> None:
@@ -650,8 +665,9 @@ def _summary(rec: Any, camera: str, model_path: str | Path, options: ReplayOptio
         "timing": {"seconds": elapsed, "frames_per_second": replayed / elapsed if elapsed else None,
                    **{column: _finite_or_none(accumulator.mean(column))
                       for column in TIMING_COLUMNS}},
-        "video": {"file": "annotated.mp4", "fps": fps, "width": FRAME_SIZE[0],
-                  "height": FRAME_SIZE[1], "codec": "h264", "pix_fmt": "yuv420p",
+        "video": {"file": "annotated.mp4", "fps": fps, "width": options.video_size[0],
+                  "height": options.video_size[1], "codec": "h264", "pix_fmt": "yuv420p",
+                  "quality": options.video_quality, "qp": quality_qp(options.video_quality),
                   "frames": replayed} if options.video else None,
     }
 
@@ -666,7 +682,9 @@ def run(args: argparse.Namespace) -> int:
         methods=_parse_methods(args.methods), layout=args.layout, start=args.start,
         end=args.end, stride=args.stride, camera=args.camera, video=not args.no_video,
         target=args.target, batch_size=args.batch_size, overwrite=args.overwrite,
-        progress=not args.quiet, unsafe_model=args.unsafe_model)
+        progress=not args.quiet, unsafe_model=args.unsafe_model,
+        video_size=args.video_size, video_quality=args.video_quality,
+        embed_video=args.embed_video)
     summary = replay(args.recording, args.model, args.out, options)
     _print_result(Path(args.out), summary)
     return 0
