@@ -215,7 +215,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--unsafe-model", action="store_true",
                         help=f"for --compare-with: {UNSAFE_MODEL_HELP}")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="one line per epoch instead of a progress bar")
+                        help="one line per epoch instead of a progress bar (the default "
+                             "when stdout is not a terminal, e.g. a log file)")
     parser.set_defaults(run=_lazy("drive_viz.model.train:run"))
 
 

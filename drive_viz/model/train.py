@@ -13,13 +13,14 @@ import json
 import os
 import shlex
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
@@ -508,6 +509,24 @@ def draw_curves(history: dict[str, list[float]], best: int, size: tuple[int, int
     return np.concatenate(panels, axis=1)
 
 
+def keras_verbosity(progress: bool, stream: TextIO) -> int:
+    """Keras ``fit`` verbosity: 1 (a progress bar redrawn in place) only when ``progress`` is
+    wanted and ``stream`` is a terminal; else 2, one plain line per epoch, which reads well in
+    a log file."""
+    return 1 if progress and stream.isatty() else 2
+
+
+def baseline_warning(heldout: dict[str, Any]) -> str | None:
+    """A warning when a held-out result (``evaluate_heldout``) has an MAE no better than
+    always predicting the training mean steering; None when the model beats it."""
+    if heldout["mae"] < heldout["baseline_mae"]:
+        return None
+    return (f"held-out {heldout['recording']}: the model's MAE {heldout['mae']:.4f} is no better "
+            f"than always predicting the training mean steering "
+            f"({heldout['baseline_steer']:+.3f}, MAE {heldout['baseline_mae']:.4f}); it has not "
+            "learned to steer on this drive")
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``drive-viz train`` command."""
     config = TrainConfig(
@@ -519,7 +538,7 @@ def run(args: argparse.Namespace) -> int:
         recovery=args.recovery_distance, heldout=[Path(p) for p in args.heldout or []],
         compare_with=Path(args.compare_with) if args.compare_with else None,
         unsafe_model=args.unsafe_model)
-    card = train(config, verbose=1 if args.progress else 2)
+    card = train(config, verbose=keras_verbosity(args.progress, sys.stdout))
     best = card["best"]
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items())
     print(f"wrote {config.out} (+ card, curves): {card['epochs_run']} epochs, best epoch "
@@ -528,6 +547,9 @@ def run(args: argparse.Namespace) -> int:
     for entry in heldout if isinstance(heldout, list) else [heldout] if heldout else []:
         print(f"held-out {entry['recording']}: MAE {entry['mae']:.4f} vs. "
               f"{entry['baseline_mae']:.4f} for always predicting the training mean")
+        warning = baseline_warning(entry)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     if card["comparison"]:
         maes = ", ".join(f"{k} {v:.4f}" for k, v in card["comparison"].items()
                          if k.endswith("_val_mae"))
