@@ -177,7 +177,7 @@ def _gallery(name: str, title: str, entries: list[dict[str, Any]], main_method: 
             f"<div class='card' data-video-index='{int(entry['position_in_video'])}'>"
             f"<img class='camera' src='{html.escape(entry['camera'])}' alt='frame'>"
             f"<div class='maps'>{maps}</div>"
-            f"<p>t {_number(entry['t'], 2)} s, frame {int(entry['frame'])}, "
+            f"<p>frame {int(entry['frame'])}, t {_number(entry['t'], 2)} s, "
             f"error {_number(entry['abs_error'], 3)}<br>"
             f"<span class='ranked-by'>ranked by {html.escape(ranked)}: "
             f"{_number(value, 3)}</span><br>{_event_text(entry)}<br>"
@@ -304,9 +304,9 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
         "{{LEGEND}}": heat_legend(),
         "{{EMPTY}}": _empty_note(frames, methods, str(parameters["target"])),
         "{{STATISTICS}}": statistics,
-        "{{GALLERY}}": _gallery("by_error", "Worst moments by steering error",
+        "{{GALLERY}}": _gallery("by_error", "Worst frames by steering error",
                                 galleries.get("by_error", []), main_method, empty_by_frame)
-        + _gallery("off_road", "Worst moments by attention off the road",
+        + _gallery("off_road", "Worst frames by attention off the road",
                    galleries.get("off_road", []), main_method, empty_by_frame),
         "{{SKIPPED}}": skipped_html,
         "{{DATA}}": _json_for_script(data),
