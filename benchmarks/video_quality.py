@@ -9,7 +9,8 @@ frames of the highest level's video are decoded once and encoded again at every 
 quantizer in one thread (libx264 ``ultrafast``, one thread, as replay runs it), so the levels
 are compared on the same pictures in one run. The quantizer 24 that was the default before the
 levels existed is measured the same way, as level "before". Writes
-benchmarks/results/video_quality.json and a decoded frame of each level's video as video_quality_LEVEL.png beside it, to look at.
+benchmarks/results/video_quality.json and a decoded frame of each level's video as
+video_quality_LEVEL.png beside it, to look at.
 """
 
 from __future__ import annotations
