@@ -72,6 +72,7 @@ function __finish(status) {
   out.textContent = JSON.stringify({status: status, errors: __errors,
     ready: document.body.getAttribute("data-report-ready"),
     width: v.videoWidth, height: v.videoHeight, duration: v.duration,
+    clickIdx: window.__clickIdx, seekedTo: v.currentTime,
     plots: window.driveVizReport.plots.reduce(function (n, u) {
       return n + u.series.length - 1; }, 0)});
   document.body.appendChild(out);
@@ -81,7 +82,21 @@ document.addEventListener("DOMContentLoaded", function () {
   v.addEventListener("error", function () {
     __finish("video-error " + (v.error && v.error.code));
   });
-  v.addEventListener("timeupdate", function () { if (v.currentTime > 0) { __finish("playing"); } });
+  var clicked = false;
+  v.addEventListener("timeupdate", function () {
+    if (v.currentTime <= 0 || clicked) { return; }
+    clicked = true;  // playing: now click three quarters into the first plot to seek there
+    v.pause();
+    var u = window.driveVizReport.plots[0], box = u.over.getBoundingClientRect();
+    var at = {clientX: box.left + box.width * 0.75, clientY: box.top + box.height / 2,
+              bubbles: true, button: 0};
+    u.over.dispatchEvent(new MouseEvent("mouseenter", at));
+    u.over.dispatchEvent(new MouseEvent("mousemove", at));
+    window.__clickIdx = u.cursor.idx;
+    v.addEventListener("seeked", function () { __finish("playing"); });
+    u.over.dispatchEvent(new MouseEvent("mousedown", at));
+    u.over.dispatchEvent(new MouseEvent("mouseup", at));
+  });
   v.play().catch(function (e) { __finish("play-rejected " + e); });
   setTimeout(function () { __finish("timeout readyState=" + v.readyState); }, 10000);
 });
@@ -126,6 +141,9 @@ def test_report_loads_in_headless_chromium_and_video_plays(tmp_path) -> None:
         "(a build without proprietary codecs?)")
     assert (result["width"], result["height"]) == (1280, 720)
     assert result["duration"] == pytest.approx(2.0, abs=0.15)
+    # Clicking a plot seeks the video to the middle of that frame (video frame k = row k).
+    assert 12 <= result["clickIdx"] <= 16
+    assert result["seekedTo"] == pytest.approx((result["clickIdx"] + 0.5) / 10.0, abs=1e-3)
 
 
 def _chromium_result(page: Path, profile: Path, hook: str, result_id: str) -> dict:

@@ -183,8 +183,10 @@ def _gallery(name: str, title: str, entries: list[dict[str, Any]], main_method: 
             f"{_number(value, 3)}</span><br>{_event_text(entry)}<br>"
             f"recorded {_number(entry['steer_true'], 3)}, "
             f"predicted {_number(entry['steer_pred'], 3)}</p></div>")
-    return (f"<h2>{html.escape(title)}</h2><p class='note'>Frames within a short time of a worse "
-            "one are merged into its event; each card is the worst frame of one event.</p>"
+    note = ("<p class='note'>Frames close in time to a worse one are merged into its event; "
+            "each card is the worst frame of one event.</p>"
+            if any(isinstance(entry.get("event"), dict) for entry in entries) else "")
+    return (f"<h2>{html.escape(title)}</h2>{note}"
             f"<div class='gallery' id='gallery-{html.escape(name)}'>{''.join(cards)}</div>")
 
 
@@ -264,6 +266,7 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
         for entry in entries:
             entry["position_in_video"] = video_row.get(int(entry["frame"]), 0)
     steering = summary["steering"]
+    video = summary.get("video")
     overview = _table([
         ("recording", html.escape(summary["recording"])),
         ("source", html.escape(summary["source"])),
@@ -279,6 +282,9 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
         ("RMSE", _number(steering["rmse"])),
         ("correlation", _number(steering["correlation"])),
         ("speed", f"{_number(summary['timing']['frames_per_second'], 1)} frames/s"),
+        *([("video", html.escape(f"{video['width']}x{video['height']}, {video['quality']} "
+                                 f"quality (x264 QP {video['qp']})"))]
+          if video and {"width", "height", "quality", "qp"} <= set(video) else []),
     ])
     stat_names = sorted({name for stats in summary["statistics"].values() for name in stats})
     header = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
@@ -293,7 +299,6 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
         items = "".join(f"<li>{html.escape(entry['reason'])}</li>" for entry in skipped["frames"])
         skipped_html = (f"<h2>Skipped frames ({int(skipped['count'])})</h2>"
                         f"<ul class='skipped'>{items}</ul>")
-    video = summary.get("video")
     data = _plot_data(frames, methods)
     data["videoFps"] = video["fps"] if video else None
     replacements = {
