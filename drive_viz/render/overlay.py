@@ -16,6 +16,8 @@ Layout (pixels, at the default 1280x720)::
     +-----------------------------------------------------------------------+
 
 Heat is drawn as described in ``drive_viz.render.colormap`` (inferno, alpha = 0.6 * heat).
+A panel whose map is zero everywhere on the frame says NO_EVIDENCE in its top-right corner
+(for a regression target that is a real answer: nothing pushes the output that way).
 Steering is in [-1, 1], positive = right: the gauge's needles tilt right for positive steer and
 the timeline plots positive steer above its centre line. A smaller ``size`` (e.g. 640x360 for
 the live window) scales the whole layout.
