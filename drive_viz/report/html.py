@@ -70,7 +70,16 @@ def _runs(flags: np.ndarray, times: np.ndarray) -> list[list[float]]:
             for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
-def _plot_data(frames: pd.DataFrame, methods: list[str]) -> dict[str, Any]:
+def _plot_times(frames: pd.DataFrame, fps: float | None) -> np.ndarray:
+    """(N,) seconds for the plots' x axis: the table's ``t``, or, where that is not finite and
+    non-decreasing (the plots need a sorted axis), the row's place in the video / fps."""
+    t = frames["t"].to_numpy(np.float64)
+    if np.isfinite(t).all() and (np.diff(t) >= 0).all():
+        return t
+    return np.arange(len(frames)) / (fps or 1.0)
+
+
+def _plot_data(frames: pd.DataFrame, methods: list[str], fps: float | None) -> dict[str, Any]:
     """Series for the plots, thinned to at most MAX_PLOT_POINTS rows (every k-th); the spans
     of empty maps come from every row."""
     step = max(1, math.ceil(len(frames) / MAX_PLOT_POINTS))
@@ -95,7 +104,7 @@ def _plot_data(frames: pd.DataFrame, methods: list[str]) -> dict[str, Any]:
         if series:
             plots.append({"title": f"attention: {stat}", "yLabel": label,
                           "zero": stat == "lr_balance", "series": series})
-    times = frames["t"].to_numpy(np.float64)
+    times = _plot_times(frames, fps)
     empty = {}
     for method in methods:
         flags = empty_map_flags(frames, method)
@@ -103,7 +112,7 @@ def _plot_data(frames: pd.DataFrame, methods: list[str]) -> dict[str, Any]:
             empty[method] = _runs(flags, times)
     return {"videoIndex": index.tolist(),
             "frame": thinned["frame"].astype(int).tolist(),
-            "t": _finite_list(thinned["t"].to_numpy(np.float64), 3),
+            "t": _finite_list(times[index], 3),
             "plots": plots, "empty": empty}
 
 
@@ -299,7 +308,7 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
         items = "".join(f"<li>{html.escape(entry['reason'])}</li>" for entry in skipped["frames"])
         skipped_html = (f"<h2>Skipped frames ({int(skipped['count'])})</h2>"
                         f"<ul class='skipped'>{items}</ul>")
-    data = _plot_data(frames, methods)
+    data = _plot_data(frames, methods, video["fps"] if video else None)
     data["videoFps"] = video["fps"] if video else None
     replacements = {
         "{{TITLE}}": html.escape(f"drive-viz replay: {Path(summary['recording']).name}"),
