@@ -73,6 +73,7 @@ function __finish(status) {
     ready: document.body.getAttribute("data-report-ready"),
     width: v.videoWidth, height: v.videoHeight, duration: v.duration,
     clickIdx: window.__clickIdx, seekedTo: v.currentTime,
+    missingShown: !document.getElementById("video-missing").hidden,
     plots: window.driveVizReport.plots.reduce(function (n, u) {
       return n + u.series.length - 1; }, 0)});
   document.body.appendChild(out);
@@ -140,6 +141,7 @@ def test_report_loads_in_headless_chromium_and_video_plays(tmp_path) -> None:
         f"{result['status']}: Chromium could not play the H.264 video "
         "(a build without proprietary codecs?)")
     assert (result["width"], result["height"]) == (1280, 720)
+    assert result["missingShown"] is False  # the video is beside the page: no message
     assert result["duration"] == pytest.approx(2.0, abs=0.15)
     # Clicking a plot seeks the video to the middle of that frame (video frame k = row k).
     assert 12 <= result["clickIdx"] <= 16
