@@ -28,10 +28,13 @@ from drive_viz.render.colormap import DEFAULT_OPACITY, DEFAULT_PERCENTILE, DEFAU
 from drive_viz.report.template import PAGE
 
 MAX_PLOT_POINTS = 4000
-PLOTTED_STATISTICS = {"entropy": "entropy (0 = one pixel, 1 = uniform)",
-                      "lr_balance": "right minus left share",
-                      "road_share": "share of attention on the road",
-                      "temporal_corr": "correlation with the previous map"}
+#: Statistic: (plot title, y-axis title).
+PLOTTED_STATISTICS = {
+    "entropy": ("attention: entropy (0 = one pixel, 1 = uniform)", "entropy"),
+    "lr_balance": ("attention: lr_balance (right-half minus left-half share)", "right - left"),
+    "road_share": ("attention: road_share (share of the map on the road)", "on road"),
+    "temporal_corr": ("attention: temporal_corr (correlation with the previous frame's map)",
+                      "correlation")}
 #: One colour per method in the statistics plots (the same order everywhere on the page).
 METHOD_COLORS = ("#4cc9f0", "#f72585", "#b5e48c", "#ffd166", "#c77dff")
 RECORDED_COLOR = "#3cdc5a"
@@ -90,19 +93,20 @@ def _plot_data(frames: pd.DataFrame, methods: list[str], fps: float | None) -> d
         return _finite_list(thinned[name].to_numpy(np.float64))
 
     plots = [
-        {"title": "steering", "yLabel": "steering (+ = right)", "zero": True, "series": [
+        {"title": "steering (positive = right)", "yLabel": "steering", "zero": True,
+         "series": [
             {"name": "recorded", "color": RECORDED_COLOR, "values": column("steer_true")},
             {"name": "predicted", "color": PREDICTED_COLOR, "values": column("steer_pred")}]},
-        {"title": "absolute error", "yLabel": "|predicted - recorded|", "zero": False,
+        {"title": "absolute error |predicted - recorded|", "yLabel": "error", "zero": False,
          "series": [{"name": "error", "color": ERROR_COLOR, "values": column("abs_error")}]},
     ]
-    for stat, label in PLOTTED_STATISTICS.items():
+    for stat, (title, label) in PLOTTED_STATISTICS.items():
         series = [{"name": method, "color": METHOD_COLORS[k % len(METHOD_COLORS)],
                    "values": column(f"{method}_{stat}")}
                   for k, method in enumerate(methods) if f"{method}_{stat}" in thinned
                   and np.isfinite(thinned[f"{method}_{stat}"].to_numpy(np.float64)).any()]
         if series:
-            plots.append({"title": f"attention: {stat}", "yLabel": label,
+            plots.append({"title": title, "yLabel": label,
                           "zero": stat == "lr_balance", "series": series})
     times = _plot_times(frames, fps)
     empty = {}
