@@ -90,6 +90,33 @@ def _add_overlay_options(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
 
 
+def _video_size(text: str) -> tuple[int, int]:
+    from drive_viz.render.video import parse_video_size
+
+    try:
+        return parse_video_size(text)
+    except DriveVizError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_video_options(parser: argparse.ArgumentParser) -> None:
+    """--video-size, --video-quality and --embed-video: how a run's video is written."""
+    from drive_viz.render.video import DEFAULT_QUALITY, QUALITY_QP
+
+    parser.add_argument("--video-size", type=_video_size, default=(1280, 720), metavar="WxH",
+                        help="video size in pixels, even, at least 160x90; the overlay layout "
+                             "scales to it (default: 1280x720)")
+    parser.add_argument("--video-quality", choices=tuple(QUALITY_QP), default=DEFAULT_QUALITY,
+                        help="H.264 quality: " + ", ".join(
+                            f"{name} = constant quantizer {qp}" for name, qp in
+                            QUALITY_QP.items()) + " (default: %(default)s; measured bitrates "
+                        "in the README)")
+    parser.add_argument("--embed-video", action="store_true",
+                        help="also put the video inside report.html (base64), so the page "
+                             "can be shared alone: the page grows by 4/3 of the video's size "
+                             "(about 1.9 MB per minute of 1280x720 at the default quality)")
+
+
 def _add_carla_options(parser: argparse.ArgumentParser) -> None:
     """--host, --port, --town and --timeout: the CARLA connection record and live share."""
     parser.add_argument("--host", default="localhost",
@@ -213,7 +240,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--unsafe-model", action="store_true",
                         help=f"for --compare-with: {UNSAFE_MODEL_HELP}")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
-                        help="one line per epoch instead of a progress bar")
+                        help="one line per epoch instead of a progress bar (the default "
+                             "when stdout is not a terminal, e.g. a log file)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress output (only the result lines)")
     parser.set_defaults(run=_lazy("drive_viz.model.train:run"))
@@ -260,6 +288,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--camera", default=None, help="camera name (default: the first)")
     parser.add_argument("--no-video", action="store_true",
                         help="skip rendering and the video; write the tables and report only")
+    _add_video_options(parser)
     parser.add_argument("--batch-size", type=int, default=32,
                         help="frames per model call (default 32)")
     parser.add_argument("--overwrite", action="store_true",

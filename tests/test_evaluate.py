@@ -160,19 +160,20 @@ def recording(tmp_path_factory) -> Path:
     return path
 
 
-def test_command_writes_documented_json(recording: Path, region_model, tmp_path: Path) -> None:
+def test_command_writes_documented_json(recording: Path, region_model, tmp_path: Path,
+                                        capsys) -> None:
     model_path = tmp_path / "region.keras"
     region_model.save(model_path)
     out = tmp_path / "eval"
     code = main(["evaluate", str(recording), "--model", str(model_path), "--out", str(out),
                  "--frames", "4", "--steps", "8", "--methods", "saliency,gradcam,sobel"])
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["deletion_insertion.png", "evaluation.json",
-                                                     "sanity_check.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["deletion_insertion.png", "evaluation.html",
+                                                     "evaluation.json", "sanity_check.png"]
     report = json.loads((out / "evaluation.json").read_text())
     assert set(report) == {"recording", "model", "camera", "frames", "skipped", "methods",
                            "seed", "prediction_mae", "sanity_check", "deletion", "insertion",
-                           "masks", "plots"}
+                           "masks", "plots", "verdicts"}
     assert report["frames"] == [0, 1, 3, 4]  # 4 evenly spaced rows of 5
     assert report["skipped"] == []
     assert report["methods"] == ["saliency", "gradcam", "sobel"]
@@ -188,6 +189,26 @@ def test_command_writes_documented_json(recording: Path, region_model, tmp_path:
     for name in report["plots"].values():
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape[0] > 100
+    # Verdicts, recomputed from the curves and correlations in the same JSON.
+    page = (out / "evaluation.html").read_text()
+    printed = capsys.readouterr().out
+    for method in ("saliency", "gradcam", "sobel"):
+        rho = report["sanity_check"]["spearman_mean"][method][-1]
+        verdict = report["verdicts"][method]
+        assert verdict["randomization"]["passes"] == (None if rho is None else rho < 0.5)
+        deletion = report["deletion"]["auc"]
+        insertion = report["insertion"]["auc"]
+        assert verdict["deletion"]["better"] == (deletion[method] > deletion["random"])
+        assert verdict["insertion"]["better"] == (insertion[method] < insertion["random"])
+        said = "undecided (NaN)" if rho is None else "PASSES" if rho < 0.5 else "FAILS"
+        sentence = (f"randomization check {said}: rho "
+                    f"{float('nan') if rho is None else rho:+.2f} with every layer re-drawn "
+                    "(passes below 0.5)")
+        assert sentence in printed and sentence in page
+        better = "BETTER" if deletion[method] > deletion["random"] else "WORSE"
+        assert f"deletion curve {better} than random order" in printed
+        assert f"deletion curve {better} than random order" in page
+    assert report["verdicts"]["sobel"]["randomization"]["passes"] is False  # ignores the model
 
 
 def test_command_unknown_method_one_line_error(recording: Path, tmp_path: Path,

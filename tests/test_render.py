@@ -231,3 +231,40 @@ def test_timeline_span_fits_the_recorded_drive() -> None:
     assert renderer.strip_xy(0, 0.2)[1] == strip.y + 2
     assert renderer.strip_xy(0, -0.2)[1] == strip.y + strip.h - 2
     assert renderer.strip_xy(0, 0.0)[1] == round(strip.y + strip.h / 2)
+
+
+def test_an_all_zero_map_is_labelled_no_evidence_instead_of_a_plain_frame() -> None:
+    renderer = OverlayRenderer("saliency", METHODS)
+    empty = np.zeros((66, 200), np.float32)
+    faint = empty.copy()
+    faint[60, 5] = 1e-4  # one weak pixel in the bottom-left: the map is not empty
+    labelled, plain = _draw(renderer, empty), _draw(renderer, faint)
+    # Input panel (400x132 at (864, 28)): its top-right corner carries the label only when
+    # the map is zero everywhere; the rest of the panel is the same plain input view.
+    corner = (slice(32, 56), slice(1100, 1260))
+    assert np.abs(labelled[corner].astype(int) - plain[corner]).max() > 100
+    assert (labelled[100:150, 870:1000] == plain[100:150, 870:1000]).all()
+    # The main panel and each small panel are labelled too (text is bright on a dark box).
+    for box in (renderer.main, *renderer.small_panels):
+        view = labelled[box.y:box.y + box.h, box.x + box.w // 2:box.x + box.w]
+        assert (view.min(axis=2) > 200).sum() > 50
+        plain_view = plain[box.y:box.y + box.h, box.x + box.w // 2:box.x + box.w]
+        assert (np.abs(view.astype(int) - plain_view).max(axis=2) > 60).sum() > 500
+
+
+def test_gauge_needles_stay_distinguishable_when_equal() -> None:
+    renderer = OverlayRenderer("saliency", METHODS)
+    cold = np.zeros((66, 200), np.float32)
+    cx, cy = renderer.gauge_center
+    both = _draw(renderer, cold, steer_true=0.0, steer_pred=0.0)
+    column = both[cy - 90:cy - 20, cx - 8:cx + 9].reshape(-1, 3).astype(int)
+    green = (np.abs(column - RECORDED_COLOR).sum(axis=1) < 40).sum()
+    magenta = (np.abs(column - PREDICTED_COLOR).sum(axis=1) < 40).sum()
+    # The recorded line lies on the predicted wedge, which stays visible on both sides.
+    assert green >= 70 and magenta >= 2 * 70
+    # Two labels, pushed apart to the left (lower steer) and right of the needles' tips.
+    tips = both[cy - renderer.gauge_radius - 20:cy - renderer.gauge_radius, :].astype(int)
+    green_x = np.flatnonzero((np.abs(tips - RECORDED_COLOR).sum(axis=2) < 60).any(axis=0))
+    magenta_x = np.flatnonzero((np.abs(tips - PREDICTED_COLOR).sum(axis=2) < 60).any(axis=0))
+    assert len(green_x) and len(magenta_x)
+    assert green_x.max() < magenta_x.min() or magenta_x.max() < green_x.min()

@@ -268,3 +268,38 @@ def test_decode_threads_yield_to_the_later_stages() -> None:
     assert seen["after"] == expected
     # only that thread: the calling (model) thread keeps its priority
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_before
+
+
+def test_video_size_quality_and_embedding(workspace) -> None:
+    import base64
+    import re
+
+    out = workspace["root"] / "small"
+    summary = replay(workspace["recording"], workspace["model"], out,
+                     ReplayOptions(end=6, batch_size=8, progress=False, video_size=(320, 180),
+                                   video_quality="low", embed_video=True))
+    with av.open(str(out / "annotated.mp4")) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.width, context.height) == (320, 180)
+    assert (summary["video"]["width"], summary["video"]["height"]) == (320, 180)
+    assert summary["video"]["quality"] == "low"
+    page = (out / "report.html").read_text()
+    source = re.search(r"<video id='video' src='data:video/mp4;base64,([^']*)'", page).group(1)
+    assert base64.b64decode(source) == (out / "annotated.mp4").read_bytes()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"video_size": (321, 180)}, "must be even"), ({"video_size": (100, 60)}, "minimum 160x90"),
+    ({"video_quality": "ultra"}, "expected one of low, medium, high")])
+def test_bad_video_options_are_refused_where_defined(options, message) -> None:
+    with pytest.raises(DriveVizError, match=message):
+        ReplayOptions(**options)
+
+
+def test_bad_video_size_flag_is_a_one_line_error(workspace, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", str(workspace["recording"]), "--model", str(workspace["model"]),
+              "--out", str(workspace["root"] / "never"), "--video-size", "1280by720"])
+    assert exit_info.value.code == 2
+    assert "--video-size: video size '1280by720': expected WIDTHxHEIGHT" in capsys.readouterr().err
+    assert not (workspace["root"] / "never").exists()

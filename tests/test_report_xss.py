@@ -36,7 +36,7 @@ window.addEventListener("load", function () {
     out.textContent = JSON.stringify({pwned: window.__pwned === undefined ? null : window.__pwned,
       title: document.title, errors: window.__errors,
       ready: document.body.getAttribute("data-report-ready"),
-      plots: document.querySelectorAll("#plots svg").length,
+      plots: document.querySelectorAll("#plots .uplot").length,
       scripts: document.scripts.length,
       skipped: Array.prototype.map.call(document.querySelectorAll("ul.skipped li"),
                                         function (li) { return li.textContent; })});

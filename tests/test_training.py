@@ -3,6 +3,7 @@ a tiny training run, the model card, and one-line errors for bad input."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -380,3 +381,28 @@ def test_ctrl_c_during_fit_stops_at_a_batch_end_and_a_second_one_interrupts() ->
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is handler_before
+
+
+def test_held_out_no_better_than_the_mean_is_warned_about() -> None:
+    from drive_viz.model.train import baseline_warning
+
+    entry = {"recording": "rec", "mae": 0.03, "baseline_mae": 0.06, "baseline_steer": 0.01}
+    assert baseline_warning(entry) is None
+    worse = {**entry, "mae": 0.07}
+    text = baseline_warning(worse)
+    assert text is not None and "no better than always predicting" in text
+    assert "0.0700" in text and "0.0600" in text
+    assert baseline_warning({**entry, "mae": 0.06}) is not None  # equal: no better
+
+
+def test_training_progress_is_one_line_per_epoch_unless_on_a_terminal(tmp_path) -> None:
+    from drive_viz.model.train import keras_verbosity
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with open(tmp_path / "train.log", "w") as log:
+        assert keras_verbosity(True, log) == 2
+    assert keras_verbosity(True, Terminal()) == 1
+    assert keras_verbosity(False, Terminal()) == 2

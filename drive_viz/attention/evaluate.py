@@ -63,6 +63,7 @@ from drive_viz.attention.catalog import METHODS, parse_methods
 from drive_viz.attention.stats import map_statistics
 from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.recording.format import MASK_CLASSES
+from drive_viz.render.charts import line_chart
 from drive_viz.render.png import write_png
 
 DEFAULT_METHODS = ("saliency", "gradcam", "visualbackprop", "sobel")
@@ -310,88 +311,26 @@ def mask_agreement(maps: Mapping[str, np.ndarray], masks: Sequence[np.ndarray | 
     return out
 
 
-# --- plots (OpenCV) ------------------------------------------------------------------------
-
-_PALETTE = ((255, 127, 14), (31, 150, 230), (44, 190, 44), (230, 50, 50), (170, 120, 220),
-            (200, 200, 40), (227, 119, 194), (23, 200, 215), (190, 130, 90), (255, 255, 255))
-_DASHED_COLOR = (160, 160, 160)
-
-
-def _color(index: int) -> tuple[int, int, int]:
-    return _PALETTE[index % len(_PALETTE)]
-
-
-def line_plot(title: str, x: Sequence[float], series: Mapping[str, Sequence[float]], *,
-              y_range: tuple[float, float], x_labels: Sequence[str] | None = None,
-              dashed: Sequence[str] = (), size: tuple[int, int] = (640, 420)) -> np.ndarray:
-    """A line chart as RGB uint8 (height, width, 3): one line per series (NaN points are
-    skipped), a legend, y ticks at 5 even steps; ``x_labels`` label the x values."""
-    width, height = size
-    left, right, top, bottom = 56, 190, 34, 56 if x_labels else 34
-    canvas = np.full((height, width, 3), 28, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(canvas, title, (left, 22), font, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-    x0, x1 = float(min(x)), float(max(x))
-    y0, y1 = y_range
-    x_span = (x1 - x0) or 1.0
-
-    def point(xv: float, yv: float) -> tuple[int, int]:
-        px = left + (xv - x0) / x_span * (width - left - right)
-        py = height - bottom - (yv - y0) / (y1 - y0) * (height - top - bottom)
-        return int(round(px)), int(round(py))
-
-    for k in range(6):
-        value = y0 + (y1 - y0) * k / 5
-        px, py = point(x0, value)
-        cv2.line(canvas, (left, py), (width - right, py), (60, 60, 60), 1)
-        cv2.putText(canvas, f"{value:.2g}", (4, py + 4), font, 0.4, (200, 200, 200), 1,
-                    cv2.LINE_AA)
-    cv2.rectangle(canvas, point(x0, y1), point(x1, y0), (160, 160, 160), 1)
-    if x_labels:
-        for xv, label in zip(x, x_labels, strict=True):
-            px, py = point(xv, y0)
-            cv2.putText(canvas, label, (px - 14, py + 16 + 12 * (int(xv) % 2)), font, 0.35,
-                        (200, 200, 200), 1, cv2.LINE_AA)
-    else:
-        for k in range(6):
-            xv = x0 + x_span * k / 5
-            px, py = point(xv, y0)
-            cv2.putText(canvas, f"{xv:.2g}", (px - 8, py + 16), font, 0.4, (200, 200, 200), 1,
-                        cv2.LINE_AA)
-    for index, (name, values) in enumerate(series.items()):
-        color = _DASHED_COLOR if name in dashed else _color(index)
-        points = [point(xv, float(np.clip(yv, y0, y1))) for xv, yv in zip(x, values, strict=True)
-                  if yv is not None and math.isfinite(yv)]
-        for a, b in zip(points, points[1:], strict=False):
-            if name in dashed:
-                for t in np.linspace(0, 1, 8)[::2]:
-                    start = (int(a[0] + (b[0] - a[0]) * t), int(a[1] + (b[1] - a[1]) * t))
-                    t2 = t + 1 / 7
-                    end = (int(a[0] + (b[0] - a[0]) * t2), int(a[1] + (b[1] - a[1]) * t2))
-                    cv2.line(canvas, start, end, color, 2, cv2.LINE_AA)
-            else:
-                cv2.line(canvas, a, b, color, 2, cv2.LINE_AA)
-        for p in points:
-            cv2.circle(canvas, p, 3, color, -1, cv2.LINE_AA)
-        legend_y = top + 14 + 18 * index
-        cv2.line(canvas, (width - right + 10, legend_y - 4), (width - right + 30, legend_y - 4),
-                 color, 2)
-        cv2.putText(canvas, name[:24], (width - right + 36, legend_y), font, 0.4, color, 1,
-                    cv2.LINE_AA)
-    return canvas
-
+# --- plots (drive_viz.render.charts) -----------------------------------------------------
 
 def plot_sanity_check(check: Mapping[str, Any]) -> np.ndarray:
     """The randomization cascade: mean Spearman correlation per stage, one line per method."""
     stages = check["stages"]
-    return line_plot("Sanity check: Spearman(trained, randomized) vs layers re-drawn",
-                     list(range(len(stages))), check["spearman_mean"], y_range=(-1.0, 1.0),
-                     x_labels=[f"+{s}" for s in stages], size=(760, 420))
+    threshold = f"passes below {RANDOMIZATION_THRESHOLD:g}"
+    series = {**check["spearman_mean"], threshold: [RANDOMIZATION_THRESHOLD] * len(stages)}
+    return line_chart("Sanity check: Spearman(trained, randomized) vs layers re-drawn",
+                      list(range(len(stages))), series, y_range=(-1.0, 1.0), dashed=[threshold],
+                      x_labels=[f"+{s}" for s in stages],
+                      x_title="layers re-drawn (cumulative, from the output down)",
+                      y_title="mean Spearman rho",
+                      size=(760, 420))
 
 
 def plot_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> np.ndarray:
     """Deletion (left) and insertion (right) curves side by side; random order dashed."""
     panels = []
+    verb = {"deletion": "removed (most salient first)",
+            "insertion": "added back (most salient first)"}
     for kind in ("deletion", "insertion"):
         data = curves[kind]
         values = [v for c in data["curves"].values() for v in c if math.isfinite(v)]
@@ -399,10 +338,58 @@ def plot_deletion_insertion(curves: Mapping[str, Mapping[str, Any]]) -> np.ndarr
         labelled = {f"{name} {data['auc'][name]:.2f}": curve
                     for name, curve in data["curves"].items()}
         title = f"{kind} (AUC in legend), {data['baseline']} baseline"
-        panels.append(line_plot(title, data["fractions"], labelled, y_range=(0.0, top),
-                                dashed=[n for n in labelled if n.startswith("random ")],
-                                size=(680, 420)))
+        panels.append(line_chart(title, data["fractions"], labelled, y_range=(0.0, top),
+                                 dashed=[n for n in labelled if n.startswith("random ")],
+                                 x_title=f"fraction of pixels {verb[kind]}",
+                                 y_title="|f(x_k) - f(x)|", size=(680, 420)))
     return np.concatenate(panels, axis=1)
+
+
+# --- verdicts ---------------------------------------------------------------------------
+
+#: A method passes the randomization check when the mean Spearman rank correlation between
+#: its maps on the trained model and on the model with every layer re-drawn is below this.
+RANDOMIZATION_THRESHOLD = 0.5
+
+
+def verdicts(check: Mapping[str, Any], curves: Mapping[str, Mapping[str, Any]],
+             methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per method: ``randomization`` {"rho" (all layers re-drawn), "threshold", "passes"},
+    ``deletion`` {"auc", "random_auc", "better"} (higher AUC is better) and ``insertion``
+    {"auc", "random_auc", "better"} (lower is better); None where a number is NaN."""
+    out = {}
+    for method in methods:
+        rho = check["spearman_mean"][method][-1]
+        entry: dict[str, Any] = {"randomization": {
+            "rho": rho, "threshold": RANDOMIZATION_THRESHOLD,
+            "passes": bool(rho < RANDOMIZATION_THRESHOLD) if math.isfinite(rho) else None}}
+        for kind, sign in (("deletion", 1), ("insertion", -1)):
+            auc, random_auc = curves[kind]["auc"][method], curves[kind]["auc"]["random"]
+            entry[kind] = {"auc": auc, "random_auc": random_auc,
+                           "better": bool(sign * (auc - random_auc) > 0)
+                           if math.isfinite(auc) and math.isfinite(random_auc) else None}
+        out[method] = entry
+    return out
+
+
+def verdict_lines(results: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """The verdicts as sentences, per method (the console and evaluation.html print these)."""
+    def word(value: bool | None, yes: str, no: str) -> str:
+        return "undecided (NaN)" if value is None else yes if value else no
+
+    lines = {}
+    for method, entry in results.items():
+        rand, deletion, insertion = (entry[k] for k in ("randomization", "deletion",
+                                                        "insertion"))
+        lines[method] = [
+            f"randomization check {word(rand['passes'], 'PASSES', 'FAILS')}: rho "
+            f"{rand['rho']:+.2f} with every layer re-drawn (passes below "
+            f"{rand['threshold']:g})",
+            f"deletion curve {word(deletion['better'], 'BETTER', 'WORSE')} than random order "
+            f"(AUC {deletion['auc']:.2f} vs {deletion['random_auc']:.2f}, higher is better)",
+            f"insertion curve {word(insertion['better'], 'BETTER', 'WORSE')} than random order "
+            f"(AUC {insertion['auc']:.2f} vs {insertion['random_auc']:.2f}, lower is better)"]
+    return lines
 
 
 # --- command ---------------------------------------------------------------------------------
@@ -481,22 +468,28 @@ def run(args: argparse.Namespace) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     plots = {"sanity_check": "sanity_check.png", "deletion_insertion": "deletion_insertion.png"}
-    write_png(out / plots["sanity_check"], plot_sanity_check(check))
-    write_png(out / plots["deletion_insertion"], plot_deletion_insertion(curves))
+    pictures = {"sanity_check": plot_sanity_check(check),
+                "deletion_insertion": plot_deletion_insertion(curves)}
+    for key, picture in pictures.items():
+        write_png(out / plots[key], picture)
+    results = verdicts(check, curves, methods)
     report = {
         "recording": str(recording.path), "model": str(args.model), "camera": camera,
         "frames": rows.tolist(), "skipped": skipped, "methods": list(methods),
         "seed": args.seed,
         "prediction_mae": float(np.nanmean(np.abs(prediction - steering))),
         "sanity_check": check, **curves, "masks": agreement, "plots": plots,
+        "verdicts": results,
     }
     write_json_atomic(out / "evaluation.json", report)
-    print(f"wrote {out / 'evaluation.json'} ({len(rows)} frames, methods: {', '.join(methods)})")
+    lines = verdict_lines(results)
+    from drive_viz.report.evaluation import write_evaluation_page
+
+    write_evaluation_page(out / "evaluation.html", report, lines, pictures)
+    print(f"wrote {out / 'evaluation.json'} and evaluation.html ({len(rows)} frames, "
+          f"methods: {', '.join(methods)})")
     for method in methods:
-        rho = check["spearman_mean"][method][-1]
-        print(f"  {method:<22} sanity rho (all layers random) {rho:+.2f}"
-              f"  deletion AUC {curves['deletion']['auc'][method]:.2f}"
-              f"  insertion AUC {curves['insertion']['auc'][method]:.2f}")
-    print(f"  {'random order':<22} deletion AUC {curves['deletion']['auc']['random']:.2f}"
-          f"  insertion AUC {curves['insertion']['auc']['random']:.2f}")
+        print(f"  {method}")
+        for line in lines[method]:
+            print(f"    {line}")
     return 0

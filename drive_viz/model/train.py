@@ -2,7 +2,7 @@
 
 Outputs, all written through temp names and renamed at the end (an interrupted run leaves
 no model that looks complete): ``MODEL.keras``, ``MODEL.card.json`` (see ``card_path``) and
-``MODEL.curves.png`` (loss and MAE per epoch, drawn with OpenCV).
+``MODEL.curves.png`` (loss and MAE per epoch, drawn by ``drive_viz.render.charts``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ import json
 import os
 import shlex
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
@@ -45,6 +46,8 @@ from drive_viz.model.dave2 import (
 from drive_viz.model.preprocess import Preprocessing
 from drive_viz.recording.format import CameraSpec, image_column
 from drive_viz.recording.reader import Recording, open_recording
+from drive_viz.render.charts import line_chart
+from drive_viz.render.png import png_bytes
 
 CARD_FORMAT = "drive-viz-model-card"
 #: Other cameras count as side cameras only when they look forward (|yaw| below this, degrees).
@@ -469,18 +472,17 @@ def curves_path(model_path: str | Path) -> Path:
 
 
 def write_outputs(model: Any, card: dict[str, Any], curves: np.ndarray, out: Path) -> None:
-    """Save model, card and curves through temp names; the model file appears last."""
+    """Save model, card and curves (RGB uint8 (H, W, 3)) through temp names; the model file
+    appears last."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.stem + ".partial.keras")
     try:
         model.save(partial)
-        ok, png = cv2.imencode(".png", curves)
-        if not ok:
-            raise DriveVizError(f"{curves_path(out)}: PNG encoding failed")
+        png = png_bytes(curves, str(curves_path(out)))
         if out.exists():
             out.unlink()
         write_atomic(card_path(out), json.dumps(card, indent=2).encode("utf-8"))
-        write_atomic(curves_path(out), png.tobytes())
+        write_atomic(curves_path(out), png)
         os.replace(partial, out)
     except OSError as exc:
         raise DriveVizError(f"{out}: cannot write ({exc.strerror or exc})") from None
@@ -488,58 +490,41 @@ def write_outputs(model: Any, card: dict[str, Any], curves: np.ndarray, out: Pat
         partial.unlink(missing_ok=True)
 
 
-CURVE_COLORS = {"train": (200, 110, 30), "validation": (30, 130, 240)}  # BGR
-
-
 def draw_curves(history: dict[str, list[float]], best: int, size: tuple[int, int] = (900, 360)
                 ) -> np.ndarray:
-    """Training curves as a BGR uint8 image of ``size`` (width, height) pixels: one panel for
-    the loss (MSE, log scale) and one for the MAE, train and validation, best epoch in grey."""
+    """Training curves as an RGB uint8 image of ``size`` (width, height) pixels: one chart for
+    the loss (MSE, log scale) and one for the MAE, train and validation per epoch, the best
+    epoch marked (``drive_viz.render.charts``)."""
     width, height = size
-    image = np.full((height, width, 3), 255, np.uint8)
-    panel_width = width // 2
-    for number, (key, title, log) in enumerate((("loss", "loss (MSE, log scale)", True),
-                                                ("mae", "MAE", False))):
-        box = (number * panel_width + 60, 30, (number + 1) * panel_width - 15, height - 40)
+    panels = []
+    for key, title, log, panel_width in (("loss", "loss (MSE)", True, width - width // 2),
+                                         ("mae", "MAE", False, width // 2)):
         series = {name: history[k] for name, k in (("train", key), ("validation", f"val_{key}"))
                   if k in history}
-        _draw_panel(image, box, series, title, log, best)
-    for x, label in ((width - 220, "train"), (width - 120, "validation")):
-        cv2.line(image, (x, 14), (x + 20, 14), CURVE_COLORS[label], 2)
-        cv2.putText(image, label, (x + 25, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-    return image
+        epochs = np.arange(1, max(len(v) for v in series.values()) + 1)
+        panels.append(line_chart(title, epochs, series, x_title="epoch",
+                                 y_title=f"{title}{', log scale' if log else ''}", log_y=log,
+                                 markers={best + 1: f"best {best + 1}"},
+                                 size=(panel_width, height)))
+    return np.concatenate(panels, axis=1)
 
 
-def _draw_panel(image: np.ndarray, box: tuple[int, int, int, int],
-                series: dict[str, list[float]], title: str, log: bool, best: int) -> None:
-    left, top, right, bottom = box
-    curves = {name: np.asarray(v, np.float64) for name, v in series.items()}
-    if log:
-        curves = {name: np.log10(np.maximum(v, 1e-12)) for name, v in curves.items()}
-    values = np.concatenate(list(curves.values()))
-    low, high = float(values.min()), float(values.max())
-    if high - low < 1e-12:
-        low, high = low - 0.5, high + 0.5
-    epochs = max(len(v) for v in curves.values())
-    x_scale = (right - left) / max(epochs - 1, 1)
-    cv2.rectangle(image, (left, top), (right, bottom), (0, 0, 0), 1)
-    best_x = int(round(left + best * x_scale))
-    cv2.line(image, (best_x, top), (best_x, bottom), (170, 170, 170), 1)
-    for name, curve in curves.items():
-        xs = left + np.arange(len(curve)) * x_scale
-        ys = bottom - (bottom - top) * (curve - low) / (high - low)
-        points = np.round(np.stack([xs, ys], axis=1)).astype(np.int32)
-        cv2.polylines(image, [points], False, CURVE_COLORS[name], 2, cv2.LINE_AA)
-        for x, y in points:
-            cv2.circle(image, (int(x), int(y)), 3, CURVE_COLORS[name], -1, cv2.LINE_AA)
-    font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
-    for value, y in ((high, top + 10), (low, bottom)):
-        shown = 10 ** value if log else value
-        cv2.putText(image, f"{shown:.3g}", (left - 55, y), font, 0.4, black, 1, cv2.LINE_AA)
-    cv2.putText(image, title, (left, top - 10), font, 0.5, black, 1, cv2.LINE_AA)
-    cv2.putText(image, f"epochs 1..{epochs}, grey line: best epoch {best + 1}",
-                (left, bottom + 25), font, 0.45, black, 1, cv2.LINE_AA)
+def keras_verbosity(progress: bool, stream: TextIO) -> int:
+    """Keras ``fit`` verbosity: 1 (a progress bar redrawn in place) only when ``progress`` is
+    wanted and ``stream`` is a terminal; else 2, one plain line per epoch, which reads well in
+    a log file."""
+    return 1 if progress and stream.isatty() else 2
+
+
+def baseline_warning(heldout: dict[str, Any]) -> str | None:
+    """A warning when a held-out result (``evaluate_heldout``) has an MAE no better than
+    always predicting the training mean steering; None when the model beats it."""
+    if heldout["mae"] < heldout["baseline_mae"]:
+        return None
+    return (f"held-out {heldout['recording']}: the model's MAE {heldout['mae']:.4f} is no better "
+            f"than always predicting the training mean steering "
+            f"({heldout['baseline_steer']:+.3f}, MAE {heldout['baseline_mae']:.4f}); it has not "
+            "learned to steer on this drive")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -553,7 +538,7 @@ def run(args: argparse.Namespace) -> int:
         recovery=args.recovery_distance, heldout=[Path(p) for p in args.heldout or []],
         compare_with=Path(args.compare_with) if args.compare_with else None,
         unsafe_model=args.unsafe_model)
-    card = train(config, verbose=0 if args.quiet else 1 if args.progress else 2)
+    card = train(config, verbose=0 if args.quiet else keras_verbosity(args.progress, sys.stdout))
     best = card["best"]
     summary = ", ".join(f"{k} {v:.4f}" for k, v in best.items())
     print(f"wrote {config.out} (+ card, curves): {card['epochs_run']} epochs, best epoch "
@@ -562,6 +547,9 @@ def run(args: argparse.Namespace) -> int:
     for entry in heldout if isinstance(heldout, list) else [heldout] if heldout else []:
         print(f"held-out {entry['recording']}: MAE {entry['mae']:.4f} vs. "
               f"{entry['baseline_mae']:.4f} for always predicting the training mean")
+        warning = baseline_warning(entry)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     if card["comparison"]:
         maes = ", ".join(f"{k} {v:.4f}" for k, v in card["comparison"].items()
                          if k.endswith("_val_mae"))

@@ -16,6 +16,8 @@ Layout (pixels, at the default 1280x720)::
     +-----------------------------------------------------------------------+
 
 Heat is drawn as described in ``drive_viz.render.colormap`` (inferno, alpha = 0.6 * heat).
+A panel whose map is zero everywhere on the frame says NO_EVIDENCE in its top-right corner
+(for a regression target that is a real answer: nothing pushes the output that way).
 Steering is in [-1, 1], positive = right: the gauge's needles tilt right for positive steer and
 the timeline plots positive steer above its centre line. A smaller ``size`` (e.g. 640x360 for
 the live window) scales the whole layout.
@@ -47,6 +49,11 @@ RECORDED_COLOR = (60, 220, 90)
 PREDICTED_COLOR = (255, 60, 220)
 CURSOR_COLOR = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+#: Shown over a panel whose map is zero everywhere on this frame.
+NO_EVIDENCE = "no evidence for this target"
+NO_EVIDENCE_BACKGROUND = (70, 70, 84)
+#: Steering difference below which the gauge's two labels are pushed apart.
+NEEDLE_LABEL_GAP = 0.3
 
 
 @dataclass(frozen=True)
@@ -221,12 +228,17 @@ class OverlayRenderer:
         canvas = self._background.copy()
         levels = {m: heat_levels(heat[m]) for m in (self.layout, *self.small_methods)
                   if m in heat}
-        self._draw_main(canvas, frame_rgb, levels[self.layout])
+        crop = self._draw_main(canvas, frame_rgb, levels[self.layout])
+        empty = {m for m in levels if not np.any(heat[m])}
+        if self.layout in empty:
+            self._no_evidence(canvas, crop)
         view = input_to_rgb(input_yuv)
         for method, box in ((self.layout, self.input_panel),
                             *zip(self.small_methods, self.small_panels, strict=True)):
             if method in levels:
                 _paste_fit(canvas, box, blend_levels(view, levels[method], self.opacity))
+                if method in empty:
+                    self._no_evidence(canvas, box)
         if grid is not None:
             _paste_fit(canvas, self.grid, cv2.cvtColor(heat_levels(grid), cv2.COLOR_GRAY2RGB))
         self._draw_gauge(canvas, steer_true, steer_pred)
@@ -235,8 +247,9 @@ class OverlayRenderer:
             self._draw_strip(canvas, position, steer_pred)
         return canvas
 
-    def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, levels: np.ndarray) -> None:
-        """Camera frame fitted into the main panel; heat over the crop box the network sees."""
+    def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, levels: np.ndarray) -> Box:
+        """Camera frame fitted into the main panel; heat over the crop box the network sees,
+        which is returned (canvas pixels)."""
         height, width = frame_rgb.shape[:2]
         scale = min(self.main.w / width, self.main.h / height)
         disp_w, disp_h = max(1, round(width * scale)), max(1, round(height * scale))
@@ -245,13 +258,46 @@ class OverlayRenderer:
         shown = canvas[oy:oy + disp_h, ox:ox + disp_w]
         y0, y1 = _levels_on_frame(frame_rgb, levels, self.prep, shown, self.opacity)
         cv2.rectangle(canvas, (ox, oy + y0), (ox + disp_w - 1, oy + y1 - 1), DIM_TEXT, 1)
+        return Box(ox, oy + y0, disp_w, max(1, y1 - y0))
+
+    def _no_evidence(self, canvas: np.ndarray, box: Box) -> None:
+        """Say in ``box``'s top-right corner that its map is zero everywhere (e.g. Grad-CAM
+        for steer when no feature pushes the output right), instead of a plain picture."""
+        scale = 0.5 * self._ui_scale
+        (width, height), base = cv2.getTextSize(NO_EVIDENCE, FONT, scale, 1)
+        pad = self._px(5)
+        x1, y0 = box.x + box.w - self._px(4), box.y + self._px(4)
+        x0, y1 = max(box.x, x1 - width - 2 * pad), y0 + height + base + 2 * pad
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), NO_EVIDENCE_BACKGROUND, -1)
+        cv2.putText(canvas, NO_EVIDENCE, (x0 + pad, y1 - pad - base), FONT, scale, TEXT, 1,
+                    cv2.LINE_AA)
 
     def _draw_gauge(self, canvas: np.ndarray, steer_true: float, steer_pred: float) -> None:
-        for steer, color in ((steer_true, RECORDED_COLOR), (steer_pred, PREDICTED_COLOR)):
-            if np.isfinite(steer):
-                tip = self._needle_point(steer, self.gauge_radius - self._px(14))
-                cv2.line(canvas, self.gauge_center, tip, color, self._px(4), cv2.LINE_AA)
+        """Predicted: a wide magenta bar ending in a filled disc; recorded: a thin green line
+        ending in a ring, drawn on top, so both stay visible when they coincide. Each is
+        labelled at its tip; labels of close needles are pushed apart (the more-right one to
+        the right)."""
+        length = self.gauge_radius - self._px(14)
+        if np.isfinite(steer_pred):
+            tip = self._needle_point(steer_pred, length)
+            cv2.line(canvas, self.gauge_center, tip, PREDICTED_COLOR, self._px(8), cv2.LINE_AA)
+            cv2.circle(canvas, tip, self._px(7), PREDICTED_COLOR, -1, cv2.LINE_AA)
+        if np.isfinite(steer_true):
+            tip = self._needle_point(steer_true, length)
+            cv2.line(canvas, self.gauge_center, tip, RECORDED_COLOR, self._px(2), cv2.LINE_AA)
+            cv2.circle(canvas, tip, self._px(5), RECORDED_COLOR, self._px(2), cv2.LINE_AA)
         cv2.circle(canvas, self.gauge_center, self._px(6), TEXT, -1, cv2.LINE_AA)
+        needles = [(s, label, color) for s, label, color in
+                   ((steer_true, "rec", RECORDED_COLOR), (steer_pred, "pred", PREDICTED_COLOR))
+                   if np.isfinite(s)]
+        needles.sort(key=lambda needle: needle[0])
+        close = len(needles) == 2 and needles[1][0] - needles[0][0] < NEEDLE_LABEL_GAP
+        for k, (steer, label, color) in enumerate(needles):
+            x, y = self._needle_point(steer, self.gauge_radius + self._px(4))
+            width = cv2.getTextSize(label, FONT, 0.45 * self._ui_scale, 1)[0][0]
+            shift = (-width - self._px(4) if k == 0 else self._px(4)) if close else -width // 2
+            cv2.putText(canvas, label, (x + shift, y - self._px(2)), FONT, 0.45 * self._ui_scale,
+                        color, 1, cv2.LINE_AA)
 
     def _draw_text(self, canvas: np.ndarray, steer_true: float, steer_pred: float,
                    frame: int, t: float) -> None:

@@ -21,12 +21,18 @@ def png_output(text: str) -> Path:
     return out
 
 
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write RGB uint8 (H, W, 3) as a PNG atomically; DriveVizError if it cannot."""
+def png_bytes(rgb: np.ndarray, name: str = "picture") -> bytes:
+    """RGB uint8 (H, W, 3) encoded as PNG; DriveVizError naming ``name`` if it cannot be."""
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise DriveVizError(f"{path}: PNG encoding failed")
+        raise DriveVizError(f"{name}: PNG encoding failed")
+    return data.tobytes()
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """Write RGB uint8 (H, W, 3) as a PNG atomically; DriveVizError if it cannot."""
+    data = png_bytes(rgb, str(path))
     try:
-        write_atomic(path, data.tobytes())
+        write_atomic(path, data)
     except OSError as exc:
         raise DriveVizError(f"{path}: cannot write ({exc.strerror})") from None

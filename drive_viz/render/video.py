@@ -18,6 +18,7 @@ gave there (PSNR-Y 41.4 against 41.1 dB, 52 against 50 KiB per frame).
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -25,8 +26,45 @@ from types import TracebackType
 import cv2
 import numpy as np
 
+from drive_viz.errors import DriveVizError
+
 DEFAULT_PRESET = "ultrafast"
-DEFAULT_QP = 24
+#: ``--video-quality`` levels: the x264 constant quantizer of each (higher = smaller file).
+#: Bitrates measured on the replay overlay are in the README ("Replay").
+QUALITY_QP = {"low": 38, "medium": 34, "high": 28}
+DEFAULT_QUALITY = "medium"
+DEFAULT_QP = QUALITY_QP[DEFAULT_QUALITY]
+#: The smallest video the overlay renderer lays out.
+MIN_VIDEO_SIZE = (160, 90)
+
+
+def parse_video_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> (1280, 720): even sizes (yuv420p) of at least MIN_VIDEO_SIZE."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise DriveVizError(f"video size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720")
+    size = (int(match.group(1)), int(match.group(2)))
+    check_video_size(size)
+    return size
+
+
+def check_video_size(size: tuple[int, int]) -> None:
+    """DriveVizError unless ``size`` (width, height) is even and at least MIN_VIDEO_SIZE."""
+    width, height = size
+    if width < MIN_VIDEO_SIZE[0] or height < MIN_VIDEO_SIZE[1]:
+        raise DriveVizError(f"video size {width}x{height}: below the minimum "
+                            f"{MIN_VIDEO_SIZE[0]}x{MIN_VIDEO_SIZE[1]}")
+    if width % 2 or height % 2:
+        raise DriveVizError(f"video size {width}x{height}: width and height must be even "
+                            "(H.264 yuv420p)")
+
+
+def quality_qp(quality: str) -> int:
+    """The constant quantizer of a named quality level (``QUALITY_QP``)."""
+    if quality not in QUALITY_QP:
+        raise DriveVizError(f"video quality {quality!r}: expected one of "
+                            f"{', '.join(QUALITY_QP)}")
+    return QUALITY_QP[quality]
 
 
 class H264Writer:

@@ -35,6 +35,7 @@ from drive_viz.analysis import ACTIVATION_LAYER, DEFAULT_METHODS, FrameAnalyzer,
 from drive_viz.errors import DriveVizError, FrameError, OptionError
 from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline
+from drive_viz.render.video import DEFAULT_QUALITY, check_video_size, quality_qp
 from drive_viz.runs.pipeline import ordered_map, run_stages
 from drive_viz.runs.summary import EVENT_WINDOW_S, RunSummary
 from drive_viz.runs.writer import ENCODER_THREADS, OUTPUT_FILES, RunWriter
@@ -67,6 +68,12 @@ class ReplayOptions:
     progress: bool = True
     unsafe_model: bool = False
     event_window_s: float = EVENT_WINDOW_S
+    #: Video (width, height) in pixels, even; the overlay layout scales to it.
+    video_size: tuple[int, int] = FRAME_SIZE
+    #: Named x264 quality level (``drive_viz.render.video.QUALITY_QP``).
+    video_quality: str = DEFAULT_QUALITY
+    #: Put the video inside report.html as a base64 data URI (about 4/3 of the video's size).
+    embed_video: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(self.methods, self.layout,
@@ -75,6 +82,8 @@ class ReplayOptions:
             raise OptionError("stride and batch_size must be at least 1", "stride",
                               "batch_size")
         check_event_window(self.event_window_s)
+        check_video_size(self.video_size)
+        quality_qp(self.video_quality)
 
     @property
     def main_method(self) -> str:
@@ -265,12 +274,15 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     summary = RunSummary(options.methods, options.main_method, drive.fps,
                          off_road=drive.with_masks, event_window_s=options.event_window_s)
     with RunWriter(out, summary, prep, overwrite=options.overwrite,
-                   video_fps=drive.fps if options.video else None) as writer:
+                   video_fps=drive.fps if options.video else None,
+                   video_size=options.video_size, video_qp=quality_qp(options.video_quality),
+                   embed_video=options.video and options.embed_video) as writer:
         analyzer = FrameAnalyzer(model, options.methods, options.target,
                                  with_video=options.video, batch_size=options.batch_size)
         renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
                                    timeline=Timeline(drive.steering[drive.rows]),
-                                   title=f"{drive.rec.path.name} / {drive.camera}")
+                                   title=f"{drive.rec.path.name} / {drive.camera}",
+                                   size=options.video_size)
         pairs = list(enumerate(drive.rows))
         chunks = [pairs[k:k + options.batch_size]
                   for k in range(0, len(pairs), options.batch_size)]
@@ -308,7 +320,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
                                 f"({sum(summary.skip_reasons.values())} skipped); nothing to "
                                 "replay")
         return writer.publish(_head(drive, model_path, options), len(drive.rows), elapsed,
-                              {"video": _video(drive, summary) if options.video else None})
+                              {"video": _video(drive, summary, options) if options.video
+                               else None})
 
 
 def _head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[str, Any]:
@@ -323,9 +336,10 @@ def _head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[
             "parameters": parameters}
 
 
-def _video(drive: Drive, summary: RunSummary) -> dict[str, Any]:
-    return {"file": "annotated.mp4", "fps": drive.fps, "width": FRAME_SIZE[0],
-            "height": FRAME_SIZE[1], "codec": "h264", "pix_fmt": "yuv420p",
+def _video(drive: Drive, summary: RunSummary, options: ReplayOptions) -> dict[str, Any]:
+    return {"file": "annotated.mp4", "fps": drive.fps, "width": options.video_size[0],
+            "height": options.video_size[1], "codec": "h264", "pix_fmt": "yuv420p",
+            "quality": options.video_quality, "qp": quality_qp(options.video_quality),
             "frames": summary.accumulator.count}
 
 
@@ -351,7 +365,9 @@ def run(args: argparse.Namespace) -> int:
         methods=args.methods, layout=args.layout, start=args.start, end=args.end,
         stride=args.stride, camera=args.camera, video=not args.no_video, target=args.target,
         batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet,
-        unsafe_model=args.unsafe_model, event_window_s=args.event_window)
+        unsafe_model=args.unsafe_model, event_window_s=args.event_window,
+        video_size=args.video_size, video_quality=args.video_quality,
+        embed_video=args.embed_video)
     summary = replay(args.recording, args.model, args.out, options)
     print_result(Path(args.out), summary)
     return 0

@@ -32,6 +32,7 @@ from drive_viz.atomic import json_ready
 from drive_viz.model.preprocess import input_to_rgb
 from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
 from drive_viz.render.overlay import FRAME_SIZE, heat_on_frame
+from drive_viz.render.video import DEFAULT_QP
 from drive_viz.run_folder import RunFolder
 from drive_viz.runs.summary import RunSummary, merge_summary
 
@@ -102,17 +103,21 @@ class RunWriter:
     ``summary``: the run's ``RunSummary`` (fed by ``add_rows``); ``prep``: the model's
     preprocessing (opaque; gallery thumbnails place the heat through it); ``video_fps``: the
     video's frame rate, None for no video; ``encoder_threads``: x264 threads (0: x264's own
-    choice). Refuses a non-empty ``out`` unless ``overwrite`` (then only the run's own files
-    are replaced).
+    choice); ``video_size`` (width, height) and ``video_qp`` its frame size and x264
+    quantizer; ``embed_video``: put the video inside report.html. Refuses a non-empty ``out``
+    unless ``overwrite`` (then only the run's own files are replaced).
     """
 
     def __init__(self, out: str | Path, summary: RunSummary, prep: Any, *,
                  overwrite: bool = False, video_fps: float | None = None,
-                 encoder_threads: int = ENCODER_THREADS) -> None:
+                 encoder_threads: int = ENCODER_THREADS,
+                 video_size: tuple[int, int] = FRAME_SIZE, video_qp: int = DEFAULT_QP,
+                 embed_video: bool = False) -> None:
         out = Path(out)
         self.summary = summary
         self.prep = prep
         self._created = not out.exists()
+        self._embed_video = embed_video
         self.folder = RunFolder(out, OUTPUT_FILES, overwrite)
         self.path = self.folder.path
         self._video: Any = None
@@ -124,7 +129,7 @@ class RunWriter:
                 from drive_viz.render.video import H264Writer
 
                 self._video = H264Writer(self.folder.partial("annotated.mp4"), video_fps,
-                                         FRAME_SIZE, threads=encoder_threads)
+                                         video_size, qp=video_qp, threads=encoder_threads)
         except BaseException:
             self.discard()
             raise
@@ -138,7 +143,7 @@ class RunWriter:
             self.discard()
 
     def write_picture(self, picture: np.ndarray) -> float:
-        """Encode the next annotated frame (FRAME_SIZE RGB uint8); returns the milliseconds
+        """Encode the next annotated frame (RGB uint8 of the video size); returns the milliseconds
         it took."""
         tick = time.perf_counter()
         self._video.write(picture)
@@ -170,7 +175,9 @@ class RunWriter:
         galleries.setdefault("off_road", [])
         # The report reads the common frame counts (live's own ``frames`` is its step count).
         write_report(self.folder.partial("report.html"), {**summary, "frames": common["frames"]},
-                     pd.read_parquet(self.folder.partial("frames.parquet")), galleries)
+                     pd.read_parquet(self.folder.partial("frames.parquet")), galleries,
+                     embed_video=self.folder.partial("annotated.mp4")
+                     if self._video is not None and self._embed_video else None)
         tables_and_report = [name for name in OUTPUT_FILES if name != "annotated.mp4"]
         self.folder.commit(*tables_and_report,
                            *(["annotated.mp4"] if self._video is not None else []))
