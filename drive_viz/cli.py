@@ -412,6 +412,7 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the outputs of an existing run folder")
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
+    _add_video_options(parser)
     parser.set_defaults(run=_lazy("drive_viz.live:run"))
 
 

@@ -48,6 +48,7 @@ from drive_viz.errors import DriveVizError, OptionError
 from drive_viz.model.preprocess import preprocess_frame, preprocess_mask
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta
 from drive_viz.render.overlay import FRAME_SIZE, TEXT, OverlayRenderer
+from drive_viz.render.video import DEFAULT_QUALITY, check_video_size, quality_qp
 from drive_viz.runs.replay import check_event_window
 from drive_viz.runs.summary import EVENT_WINDOW_S, RunSummary, merge_summary
 from drive_viz.runs.writer import OUTPUT_FILES, RunWriter
@@ -91,6 +92,11 @@ class LiveOptions:
     overwrite: bool = False
     unsafe_model: bool = False
     event_window_s: float = EVENT_WINDOW_S
+    #: The video's (width, height), x264 quality level and whether report.html embeds it, as
+    #: in ``ReplayOptions``.
+    video_size: tuple[int, int] = FRAME_SIZE
+    video_quality: str = DEFAULT_QUALITY
+    embed_video: bool = False
 
     def __post_init__(self) -> None:
         if self.world not in WORLDS:
@@ -104,6 +110,8 @@ class LiveOptions:
         object.__setattr__(self, "methods", check_methods(self.methods, self.layout,
                                                           self.target))
         check_event_window(self.event_window_s)
+        check_video_size(self.video_size)
+        quality_qp(self.video_quality)
 
     @property
     def main_method(self) -> str:
@@ -282,7 +290,8 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
         if options.out:
             writer = stack.enter_context(RunWriter(
                 options.out, summary, prep, overwrite=options.overwrite, video_fps=options.fps,
-                encoder_threads=0))
+                encoder_threads=0, video_size=options.video_size,
+                video_qp=quality_qp(options.video_quality), embed_video=options.embed_video))
         analyzer = FrameAnalyzer(model, options.methods, options.target,
                                  with_video=options.display or writer is not None)
         analyzer.warm_up()
@@ -321,7 +330,8 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer, prep:
 
     camera = source.cameras[0].name
     renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
-                               title=f"live {source.name} / {options.drive} drives")
+                               title=f"live {source.name} / {options.drive} drives",
+                               size=options.video_size)
     loop = _Loop()
     recent: deque[float] = deque(maxlen=RECENT_FRAMES)
     draws = options.display or writer is not None
@@ -453,8 +463,10 @@ def _live_fields(loop: _Loop, options: LiveOptions, model_path: str | Path,
                 ("overlay", "render_ms"))},
             "measures": "preprocess + model, attention and statistics + overlay draw, per frame",
         },
-        "video": {"file": "annotated.mp4", "fps": options.fps, "width": FRAME_SIZE[0],
-                  "height": FRAME_SIZE[1], "frames": frames} if options.out else None,
+        "video": {"file": "annotated.mp4", "fps": options.fps, "width": options.video_size[0],
+                  "height": options.video_size[1], "quality": options.video_quality,
+                  "qp": quality_qp(options.video_quality), "frames": frames}
+        if options.out else None,
         "recording": RECORDING_FOLDER if options.out else None,
     }
 
@@ -467,7 +479,8 @@ def run(args: argparse.Namespace) -> int:
         out=args.out, seed=args.seed, fps=args.fps, width=args.width, height=args.height,
         host=args.host, port=args.port, town=args.town, timeout=args.timeout,
         overwrite=args.overwrite, unsafe_model=args.unsafe_model,
-        event_window_s=args.event_window)
+        event_window_s=args.event_window, video_size=args.video_size,
+        video_quality=args.video_quality, embed_video=args.embed_video)
     summary = live(args.model, options)
     latency = summary["latency_ms"]["total"]
     line = (f"live {summary['world']}: {summary['frames']} frames, {options.drive} drives, "
