@@ -7,7 +7,8 @@ gradient, gradient x input, and Grad-CAM / Grad-CAM++ on the Grad-CAM layer and 
 ``gradcam_layers`` (one backward pass reaches them all); VisualBackProp and CAM (GAP heads)
 reuse its forward activations. Guided backprop, SmoothGrad, integrated gradients and occlusion
 need passes of their own; Guided Grad-CAM(++) multiplies the guided pass's map with the shared
-pass's Grad-CAM(++) map; LRP (``lrp``) runs one forward and one relevance pass per rule. ``attribute(model, inputs, method=...)`` is the one-method shortcut.
+pass's Grad-CAM(++) map; LRP (``lrp``) runs one forward and one relevance pass per rule.
+``attribute(model, inputs, method=...)`` is the one-method shortcut.
 """
 
 from __future__ import annotations
