@@ -140,3 +140,29 @@ def test_road_ranks_the_causal_map_above_its_blur_matched_control(patch_model, f
     assert result["lerf"]["patch"] == [0.0, 0.0]
     assert result["gap"]["patch"] > result["gap"]["random:patch"]
     assert result["correlation_scale"]["patch"] > 1.0
+
+
+def test_evaluate_writes_the_chosen_sections(patch_model, tmp_path) -> None:
+    import json
+
+    from drive_viz.cli import main
+
+    recording = tmp_path / "drive"
+    assert main(["synth", str(recording), "--frames", "1", "--seed", "1"]) == 0
+    model_path = tmp_path / "patch.keras"
+    patch_model.save(model_path)
+    out = tmp_path / "eval"
+    code = main(["evaluate", str(recording), "--model", str(model_path), "--out", str(out),
+                 "--frames", "1", "--steps", "2", "--methods", "gradient_x_input,lrp_epsilon",
+                 "--shift-test", "--causal-blobs", "--road"])
+    assert code == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    methods = {"gradient_x_input", "lrp_epsilon"}
+    assert set(report["shift_test"]["methods"]) == methods
+    assert set(report["causal_blobs"]["methods"]) == methods
+    assert set(report["road"]["gap"]) == methods | {f"random:{m}" for m in methods}
+    for section in ("shift_test", "causal_blobs", "road"):
+        assert report[section]["seconds"] >= 0
+    for name in methods:
+        assert len(report["road"]["morf"][name]) == len(causal.ROAD_FRACTIONS)
+        assert 0 <= report["causal_blobs"]["methods"][name]["causal_mass_share"] <= 1 + 1e-12

@@ -189,7 +189,8 @@ def causal_blobs(predict: Predict, inputs: np.ndarray, maps: Mapping[str, np.nda
         frames, causal_share, blob_share = [], [], []
         for x, saliency, before in zip(inputs, method_maps, reference, strict=True):
             found = blobs(saliency, area, min_pixels)
-            total = float(np.abs(saliency).sum())
+            magnitude = np.abs(saliency).astype(np.float64)
+            total = float(magnitude.sum())
             if not found or total == 0:
                 frames.append([])
                 causal_share.append(0.0)
@@ -197,7 +198,7 @@ def causal_blobs(predict: Predict, inputs: np.ndarray, maps: Mapping[str, np.nda
                 continue
             removed = np.stack([linear_imputation(x, mask, ROAD_NOISE, rng) for mask in found])
             change = np.abs(predict(removed) - before)
-            shares = [float(np.abs(saliency[mask]).sum()) / total for mask in found]
+            shares = [float(magnitude[mask].sum()) / total for mask in found]
             causal = change > threshold
             frames.append([{"pixels": int(mask.sum()), "mass_share": share,
                             "change": float(delta), "causal": bool(keep)}
