@@ -59,7 +59,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from drive_viz.attention.network import Network
+from drive_viz.attention.network import Network, conv_polyphase_grad
 from drive_viz.attention.targets import Target, UnitTarget, target_score
 
 #: LRP method name -> rule at the conv/dense layers.
@@ -133,19 +133,24 @@ def steps(network: Network) -> list[Step]:
 
 
 def _linear(op: Any, a: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """The conv/dense op's linear map of ``a`` with ``kernel`` (no bias)."""
+    """The conv/dense op's linear map of ``a`` with ``kernel`` (no bias); the first strided
+    conv takes the engine's faster polyphase input gradient, as in the forward pass."""
+    if op.kind == "conv" and op.polyphase_grad:
+        return conv_polyphase_grad(a, kernel, op.geometry.strides[0])
     if op.kind == "conv":
         return tf.nn.conv2d(a, kernel, strides=op.geometry.strides,
                             padding=op.geometry.padding.upper())
     return tf.matmul(a, kernel)
 
 
-def _vjp(f: Callable[[tf.Tensor], tf.Tensor], a: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
-    """sum_j weights_j df_j/da: the gradient of sum(f(a) * weights) with respect to ``a``."""
+def _vjp(f: Callable[[tf.Tensor], tf.Tensor], a: tf.Tensor,
+         weights: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """sum_j w_j df_j/da with w = ``weights(f(a))``: the gradient of sum(f(a) * w) with
+    respect to ``a``, w held constant (f is evaluated once)."""
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(a)
         z = f(a)
-    return tape.gradient(z, a, output_gradients=weights)
+    return tape.gradient(z, a, output_gradients=weights(z))
 
 
 def _stabilized(z: tf.Tensor, eps: float) -> tf.Tensor:
@@ -155,15 +160,15 @@ def _stabilized(z: tf.Tensor, eps: float) -> tf.Tensor:
 def _epsilon_rule(f: Callable[[tf.Tensor], tf.Tensor], bias: tf.Tensor | None, a: tf.Tensor,
                   relevance: tf.Tensor, eps: float) -> tf.Tensor:
     """R_i = a_i sum_j df_j/da_i R_j / (f_j(a) + b_j + eps sign): f linear without bias."""
-    z = f(a) if bias is None else f(a) + bias
-    return a * _vjp(f, a, relevance / _stabilized(z, eps))
+    return a * _vjp(f, a, lambda z: relevance / _stabilized(z if bias is None else z + bias,
+                                                            eps))
 
 
 def _zplus_rule(f: Callable[[tf.Tensor], tf.Tensor], a: tf.Tensor,
                 relevance: tf.Tensor) -> tf.Tensor:
     """z+ rule with f already using the positive weights: R_i = a_i+ (VJP of R / f(a+))."""
     positive = tf.nn.relu(a)
-    return positive * _vjp(f, positive, tf.math.divide_no_nan(relevance, f(positive)))
+    return positive * _vjp(f, positive, lambda z: tf.math.divide_no_nan(relevance, z))
 
 
 def _zbox_rule(op: Any, kernel: tf.Tensor, a: tf.Tensor, low: tf.Tensor, high: tf.Tensor,
@@ -182,7 +187,7 @@ def _zbox_rule(op: Any, kernel: tf.Tensor, a: tf.Tensor, low: tf.Tensor, high: t
 def _route(op: Any, a: tf.Tensor, relevance: tf.Tensor) -> tf.Tensor:
     """A re-indexing op (flatten; cropping; max pooling: to the winner) sends each output's
     relevance back to the input element it came from."""
-    return _vjp(lambda t: op.apply(t, False), a, relevance)
+    return _vjp(lambda t: op.apply(t, False), a, lambda z: relevance)
 
 
 def _apply_step(step: Step, ops: list[Any], rule: str, a: tf.Tensor, relevance: tf.Tensor,
