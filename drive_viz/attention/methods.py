@@ -81,7 +81,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "relevance pass (about one backward)"),
     Method("lrp_zplus", "layer-wise relevance propagation, z+ rule (positive weights, "
            "biases ignored; ELU outputs clamped at 0) at conv/dense layers, z^B at the first "
-           "layer, summed over channels (Montavon et al. 2017)", "signed (the sign of S)",
+           "layer, summed over channels, every pixel of S's sign (Montavon et al. 2017)",
+           "signed",
            "score units; sums to S exactly on bias-free ReLU networks",
            "one forward + one relevance pass (about one backward)"),
 )}
