@@ -269,3 +269,20 @@ def test_engine_matches_a_slow_numpy_reference(method) -> None:
     expected = _reference(model, x, lrp.LRP_RULES[method], 0.02)
     assert np.abs(expected).max() > 1e-3
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+
+
+def test_unit_target_starts_inside_the_network() -> None:
+    import keras
+
+    from drive_viz.attention.targets import UnitTarget
+
+    model = _small_net(bias=False)
+    x = _inputs()
+    # conv2's block ends after its Activation: the target is a filter of act2, spatial mean.
+    probe = keras.Model(model.input, model.get_layer("act2").output)
+    means = np.asarray(probe(x)).mean(axis=(1, 2))  # (N, filters)
+    unit = int(np.argmax(means.min(axis=0)))
+    score = means[:, unit]
+    assert np.all(score > 0)
+    maps = AttentionEngine(model, ("lrp_zplus",), target=UnitTarget("conv2", unit))(x).maps
+    np.testing.assert_allclose(maps["lrp_zplus"].sum(axis=(1, 2)), score, rtol=1e-5)
