@@ -61,6 +61,7 @@ import tensorflow as tf
 
 from drive_viz.attention.network import Network, conv_polyphase_grad
 from drive_viz.attention.targets import Target, UnitTarget, target_score
+from drive_viz.errors import ModelError
 
 #: LRP method name -> rule at the conv/dense layers.
 LRP_RULES = {"lrp_epsilon": "epsilon", "lrp_zplus": "zplus"}
@@ -90,15 +91,11 @@ def _ops(network: Network) -> list[Any]:
     return network._ops
 
 
-def _batchnorm_affine(layer: Any) -> tuple[tf.Tensor, tf.Tensor]:
-    """Inference BatchNormalization as x * factor + shift: (factor, shift), (C,) each."""
-    factor = tf.math.rsqrt(layer.moving_variance.value + layer.epsilon)
-    if layer.scale:
-        factor = factor * layer.gamma.value
-    shift = -layer.moving_mean.value * factor
-    if layer.center:
-        shift = shift + layer.beta.value
-    return factor, shift
+def _batchnorm_affine(op: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batchnorm op (inference) as x * factor + shift: (factor, shift), (C,) each, read off
+    the op itself at 0 and 1."""
+    shift = op.apply(tf.zeros(op.layer.moving_mean.shape), False)
+    return op.apply(tf.ones(op.layer.moving_mean.shape), False) - shift, shift
 
 
 def steps(network: Network) -> list[Step]:
@@ -114,7 +111,7 @@ def steps(network: Network) -> list[Step]:
             bias = op.layer.bias.value if op.layer.use_bias else None
             nxt = ops[index + 1] if index + 1 < len(ops) else None
             if op.activation == "linear" and nxt is not None and nxt.kind == "batchnorm":
-                factor, shift = _batchnorm_affine(nxt.layer)
+                factor, shift = _batchnorm_affine(nxt)
                 kernel = kernel * factor
                 bias = shift if bias is None else bias * factor + shift
                 out.append(Step(index, index + 1, "linear", kernel, bias))
@@ -122,12 +119,13 @@ def steps(network: Network) -> list[Step]:
                 continue
             out.append(Step(index, index, "linear", kernel, bias))
         elif op.kind == "batchnorm":
-            factor, shift = _batchnorm_affine(op.layer)
+            factor, shift = _batchnorm_affine(op)
             out.append(Step(index, index, "affine", factor, shift))
         elif op.kind in RULES:
             out.append(Step(index, index, op.kind))
         else:
-            raise ValueError(f"layer {op.name!r}: no LRP rule for op kind {op.kind!r}")
+            raise ModelError(f"layer {op.name!r}: LRP has no rule for this layer type "
+                             f"(op kind {op.kind!r})")
         index += 1
     return out
 
