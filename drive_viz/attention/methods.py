@@ -78,13 +78,14 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "BatchNorm folded, relevance passed through activations (Bach et al. 2015; rules "
            "per layer type in drive_viz/attention/lrp.py), summed over channels", "signed",
            "score units; sums to S minus what biases and eps absorb", "one forward + one "
-           "relevance pass (about one backward)"),
+           "relevance pass (every layer re-evaluated and differentiated, the first three "
+           "times for z^B)"),
     Method("lrp_zplus", "layer-wise relevance propagation, z+ rule (positive weights, "
            "biases ignored; ELU outputs clamped at 0) at conv/dense layers, z^B at the first "
            "layer, summed over channels, every pixel of S's sign (Montavon et al. 2017)",
            "signed",
            "score units; sums to S exactly on bias-free ReLU networks",
-           "one forward + one relevance pass (about one backward)"),
+           "one forward + one relevance pass (as lrp_epsilon)"),
 )}
 
 INPUT_GRADIENT_METHODS = ("saliency", "gradient", "gradient_x_input")
