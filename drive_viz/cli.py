@@ -344,6 +344,15 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=int, default=2,
                         help="pointing-game tolerance in pixels of the 66x200 view (default: 2)")
     parser.add_argument("--camera", default=None, help="camera to use (default: the first)")
+    parser.add_argument("--shift-test", action="store_true",
+                        help="shift test (Bojarski et al. 2017): shift only each map's salient "
+                             "10%% of pixels, then only the rest, against the whole frame")
+    parser.add_argument("--causal-blobs", action="store_true",
+                        help="causal blobs (Kim & Canny 2017): remove each blob of each map's "
+                             "top 20%%, keep those that change the steering by > 0.005")
+    parser.add_argument("--road", action="store_true",
+                        help="ROAD (Rong et al. 2022): MoRF/LeRF curves with noisy linear "
+                             "imputation, against blur-matched random maps (slowest option)")
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.attention.evaluate:run"))
 

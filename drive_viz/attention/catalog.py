@@ -69,6 +69,19 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "cover each pixel; default 10x10 patches every 5 pixels filled with gray, YUV "
            "(128, 128, 128) (Zeiler & Fergus 2014)", "signed", "score units",
            "one forward per patch position"),
+    Method("lrp_epsilon", "layer-wise relevance propagation, epsilon rule (default eps "
+           "1e-3) at conv/dense layers, z^B rule at the first layer (pixel bounds 0..255), "
+           "BatchNorm folded, relevance passed through activations (Bach et al. 2015; rules "
+           "per layer type in drive_viz/attention/lrp.py), summed over channels", "signed",
+           "score units; sums to S minus what biases and eps absorb", "one forward + one "
+           "relevance pass (every layer re-evaluated and differentiated, the first three "
+           "times for z^B)"),
+    Method("lrp_zplus", "layer-wise relevance propagation, z+ rule (positive weights, "
+           "biases ignored; ELU outputs clamped at 0) at conv/dense layers, z^B at the first "
+           "layer, summed over channels, every pixel of S's sign (Montavon et al. 2017)",
+           "signed",
+           "score units; sums to S exactly on bias-free ReLU networks",
+           "one forward + one relevance pass (as lrp_epsilon)"),
 )}
 
 

@@ -7,7 +7,8 @@ gradient, gradient x input, and Grad-CAM / Grad-CAM++ on the Grad-CAM layer and 
 ``gradcam_layers`` (one backward pass reaches them all); VisualBackProp and CAM (GAP heads)
 reuse its forward activations. Guided backprop, SmoothGrad, integrated gradients and occlusion
 need passes of their own; Guided Grad-CAM(++) multiplies the guided pass's map with the shared
-pass's Grad-CAM(++) map. ``attribute(model, inputs, method=...)`` is the one-method shortcut.
+pass's Grad-CAM(++) map; LRP (``lrp``) runs one forward and one relevance pass per rule.
+``attribute(model, inputs, method=...)`` is the one-method shortcut.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tensorflow as tf
 from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.attention import methods as m
 from drive_viz.attention.catalog import METHODS
+from drive_viz.attention.lrp import DEFAULT_EPSILON, LRP_RULES, lrp_maps, steps
 from drive_viz.attention.network import Network
 from drive_viz.attention.targets import Target, TargetError, check_target, target_score
 from drive_viz.errors import ModelError
@@ -100,6 +102,7 @@ class AttentionEngine:
     (a name in ``NAMED_FILLS``, a number, or an array broadcastable to the inputs).
     Occlusion: ``occlusion_patch`` x ``occlusion_patch`` squares every ``occlusion_stride``
     pixels, filled with ``occlusion_fill`` (name, number or YUV triple).
+    LRP: ``lrp_eps`` is the epsilon rule's stabilizer (in each layer's pre-activation units).
     ``trace_counts`` counts how often each pass was traced.
     """
 
@@ -110,7 +113,8 @@ class AttentionEngine:
                  smoothgrad_sigma: float = 0.15, seed: int = 0, ig_steps: int = 32,
                  ig_baseline: str | float | np.ndarray = "black", occlusion_patch: int = 10,
                  occlusion_stride: int = 5,
-                 occlusion_fill: str | float | Sequence[float] = "gray") -> None:
+                 occlusion_fill: str | float | Sequence[float] = "gray",
+                 lrp_eps: float = DEFAULT_EPSILON) -> None:
         unknown = [name for name in methods if name not in METHODS]
         if unknown:
             raise ValueError(f"unknown attention method(s) {unknown}; "
@@ -150,6 +154,11 @@ class AttentionEngine:
             raise ModelError("the model has no Conv2D layer for VisualBackProp")
         if smoothgrad_samples < 1 or ig_steps < 1:
             raise ValueError("smoothgrad_samples and ig_steps must be >= 1")
+        if not lrp_eps >= 0:
+            raise ValueError(f"lrp_eps must be >= 0, not {lrp_eps}")
+        self.lrp_eps = float(lrp_eps)
+        if any(name in LRP_RULES for name in self.methods):
+            steps(self.network)  # a layer without an LRP rule fails here, not mid-replay
         self.smoothgrad_samples = int(smoothgrad_samples)
         self.smoothgrad_sigma = float(smoothgrad_sigma)
         self.seed = int(seed)
@@ -165,6 +174,7 @@ class AttentionEngine:
         self._smoothgrad = tf.function(self._smoothgrad_pass)
         self._integrated = tf.function(self._integrated_gradients_pass)
         self._occluded_scores = tf.function(self._occlusion_pass)
+        self._lrp = tf.function(self._lrp_pass)
 
     def __call__(self, inputs: np.ndarray,
                  baseline: str | float | np.ndarray | None = None) -> AttentionResult:
@@ -199,6 +209,8 @@ class AttentionEngine:
                 x, tf.constant(reference, tf.float32)).numpy()
         if "occlusion" in self.methods:
             result.maps["occlusion"] = self._occlusion(x)
+        if any(name in LRP_RULES for name in self.methods):
+            result.maps.update({name: value.numpy() for name, value in self._lrp(x).items()})
         result.maps = {name: result.maps[name] for name in self.methods}
         return result
 
@@ -306,6 +318,11 @@ class AttentionEngine:
             grads = tf.reshape(self._input_gradient(points), (per_chunk, count, *x.shape[1:]))
             total += tf.tensordot(tf.constant(weights)[chunk], grads, axes=1)
         return tf.reduce_sum((x - baseline) * total, axis=-1) / self.ig_steps
+
+    def _lrp_pass(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        self._count_trace("lrp")
+        return lrp_maps(self.network, x, self.target,
+                        [name for name in self.methods if name in LRP_RULES], eps=self.lrp_eps)
 
     def _occlusion_pass(self, frame: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
         self._count_trace("occlusion")

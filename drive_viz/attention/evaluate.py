@@ -41,6 +41,8 @@ evaluated), ``skipped`` ([{``row``, ``reason``}]: unreadable frames are skipped)
 ``methods`` {method: {``marking_attention_share``, ``marking_ratio``,
 ``road_attention_share``, ``road_ratio``, ``pointing_hit_rate``}}}, ``plots``
 {``sanity_check``, ``deletion_insertion``: file names}. Undefined numbers are null.
+With ``--shift-test``, ``--causal-blobs`` and ``--road``: ``shift_test``, ``causal_blobs`` and
+``road`` (see ``drive_viz.attention.causal``).
 
 Baseline method ``sobel``: the Sobel gradient magnitude of the input's Y channel. It ignores
 the model entirely, so it must FAIL the sanity check; it is there as the reference for what
@@ -60,6 +62,7 @@ import numpy as np
 
 from drive_viz.atomic import write_json_atomic
 from drive_viz.attention.catalog import METHODS, parse_methods
+from drive_viz.attention.causal import run_causal_tests, summary_lines
 from drive_viz.attention.stats import map_statistics
 from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.recording.format import MASK_CLASSES
@@ -465,6 +468,9 @@ def run(args: argparse.Namespace) -> int:
     curves = deletion_insertion(predict, inputs, maps, steps=args.steps,
                                 baseline=args.baseline, seed=args.seed)
     agreement = mask_agreement(maps, masks, args.tolerance)
+    causal = run_causal_tests(lambda x: _predict_chunked(predict, x), inputs, maps,
+                              shift=args.shift_test, blobs=args.causal_blobs,
+                              road_curves=args.road, seed=args.seed)
 
     out.mkdir(parents=True, exist_ok=True)
     plots = {"sanity_check": "sanity_check.png", "deletion_insertion": "deletion_insertion.png"}
@@ -478,7 +484,7 @@ def run(args: argparse.Namespace) -> int:
         "frames": rows.tolist(), "skipped": skipped, "methods": list(methods),
         "seed": args.seed,
         "prediction_mae": float(np.nanmean(np.abs(prediction - steering))),
-        "sanity_check": check, **curves, "masks": agreement, "plots": plots,
+        "sanity_check": check, **curves, "masks": agreement, "plots": plots, **causal,
         "verdicts": results,
     }
     write_json_atomic(out / "evaluation.json", report)
@@ -492,4 +498,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {method}")
         for line in lines[method]:
             print(f"    {line}")
+    for line in summary_lines(causal):
+        print(line)
     return 0
