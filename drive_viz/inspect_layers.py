@@ -18,14 +18,15 @@ from drive_viz.errors import OptionError
 
 def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, *,
                   camera: str | None = None, target: str = "steer",
-                  unsafe_model: bool = False) -> np.ndarray:
+                  gradcam_layer: str | None = None, unsafe_model: bool = False) -> np.ndarray:
     """The per-layer figure (``render.layers.draw_layers``) of table row ``row`` of a
-    recording, RGB uint8 (H, W, 3). ``target``: text form (``parse_target``)."""
+    recording, RGB uint8 (H, W, 3). ``target``: text form (``parse_target``);
+    ``gradcam_layer``: only this conv layer's row (None: every conv layer)."""
     from drive_viz.attention.engine import AttentionEngine
     from drive_viz.attention.grids import LayerScale, tile_activations
     from drive_viz.attention.network import Network
     from drive_viz.attention.targets import parse_target
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
     from drive_viz.model.preprocess import input_to_rgb, preprocess_frame
     from drive_viz.recording.reader import open_recording
     from drive_viz.render.layers import LayerRow, draw_layers
@@ -38,10 +39,16 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
         raise OptionError(f"{rec.path}: frame {row} is out of range (the recording has "
                           f"{len(rec)} rows, 0..{len(rec) - 1})", "frame")
     model = load_steering_model(model_path, unsafe=unsafe_model)
-    inputs = preprocess_frame(rec.image(row, camera), model_preprocessing(model_path))[None]
-    convs = Network(model).conv_layers
+    contract = model_contract(model_path)
+    inputs = preprocess_frame(rec.image(row, camera), contract)[None]
+    convs = Network(model, contract).conv_layers
+    if gradcam_layer is not None:
+        if gradcam_layer not in convs:
+            raise OptionError(f"gradcam_layer {gradcam_layer!r} is not a conv layer of the "
+                              f"model (conv layers: {', '.join(convs)})", "gradcam_layer")
+        convs = (gradcam_layer,)
     engine = AttentionEngine(model, methods=(), target=parsed, activation_layers=convs,
-                             gradcam_layers=convs)
+                             gradcam_layers=convs, contract=contract)
     result = engine(inputs)
     rows = []
     for name in convs:
@@ -56,7 +63,7 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
               f"row {row}, frame {table_row.frame}, t {table_row.t:.2f} s",
               f"steer true {true_text}   pred {float(result.prediction[0]):+.3f}",
               f"target {parsed}   model {Path(model_path).name}"]
-    return draw_layers(input_to_rgb(inputs[0]), rows, header)
+    return draw_layers(input_to_rgb(inputs[0], contract), rows, header)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = png_output(args.out)
     image = inspect_frame(args.recording, args.frame, args.model, camera=args.camera,
-                          target=args.target, unsafe_model=args.unsafe_model)
+                          target=args.target, gradcam_layer=args.gradcam_layer,
+                          unsafe_model=args.unsafe_model)
     write_png(out, image)
     print(f"wrote {out} ({image.shape[1]}x{image.shape[0]})")
     return 0

@@ -45,6 +45,8 @@ import pandas as pd
 
 from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer, check_methods
 from drive_viz.errors import DriveVizError, OptionError
+from drive_viz.model.contract import InputContract
+from drive_viz.model.plausibility import print_warnings
 from drive_viz.model.preprocess import preprocess_frame, preprocess_mask
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta
 from drive_viz.render.overlay import FRAME_SIZE, TEXT, OverlayRenderer
@@ -78,6 +80,7 @@ class LiveOptions:
     methods: tuple[str, ...] | str = DEFAULT_METHODS
     layout: str | None = None
     target: str = "steer"
+    gradcam_layer: str | None = None
     frames: int = 600
     display: bool = False
     out: str | None = None
@@ -279,10 +282,10 @@ def _session(options: LiveOptions) -> Iterator[_SyntheticSource | _CarlaSource]:
 
 def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[str, Any]:
     """Run a live session (see the module docstring); returns the summary."""
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
 
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
-    prep = model_preprocessing(model_path)
+    prep = model_contract(model_path)
     summary = RunSummary(options.methods, options.main_method, options.fps,
                          event_window_s=options.event_window_s)
     with contextlib.ExitStack() as stack:
@@ -293,7 +296,8 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
                 encoder_threads=0, video_size=options.video_size,
                 video_qp=quality_qp(options.video_quality), embed_video=options.embed_video))
         analyzer = FrameAnalyzer(model, options.methods, options.target,
-                                 with_video=options.display or writer is not None)
+                                 with_video=options.display or writer is not None,
+                                 contract=prep, gradcam_layer=options.gradcam_layer)
         analyzer.warm_up()
         started = time.perf_counter()
         with _session(options) as source:
@@ -322,14 +326,14 @@ class _Loop:
         "latency_ms": [], "preprocess_ms": [], "model_ms": [], "render_ms": []})
 
 
-def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer, prep: Any,
-         options: LiveOptions, writer: RunWriter | None, summary: RunSummary,
-         model_path: str | Path) -> _Loop:
+def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
+         prep: InputContract, options: LiveOptions, writer: RunWriter | None,
+         summary: RunSummary, model_path: str | Path) -> _Loop:
     """The frame loop: each frame's row goes to ``writer`` (or only to ``summary``)."""
     from drive_viz.recording.writer import RecordingWriter
 
     camera = source.cameras[0].name
-    renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
+    renderer = OverlayRenderer(options.main_method, options.methods, contract=prep,
                                title=f"live {source.name} / {options.drive} drives",
                                size=options.video_size)
     loop = _Loop()
@@ -475,7 +479,8 @@ def run(args: argparse.Namespace) -> int:
     """The ``drive-viz live`` command."""
     options = LiveOptions(
         world=args.world, drive=args.drive, methods=args.methods,
-        layout=args.layout, target=args.target, frames=args.frames, display=args.display,
+        layout=args.layout, target=args.target, gradcam_layer=args.gradcam_layer,
+        frames=args.frames, display=args.display,
         out=args.out, seed=args.seed, fps=args.fps, width=args.width, height=args.height,
         host=args.host, port=args.port, town=args.town, timeout=args.timeout,
         overwrite=args.overwrite, unsafe_model=args.unsafe_model,
@@ -491,6 +496,7 @@ def run(args: argparse.Namespace) -> int:
     if summary["steering"]["mae_vs_expert"] is not None:
         line += f", MAE vs expert {summary['steering']['mae_vs_expert']:.4f}"
     print(line)
+    print_warnings(summary["warnings"])
     if options.out:
         print(f"run: {options.out} (annotated.mp4, frames.parquet, summary.json, report.html, "
               "recording/)")

@@ -78,8 +78,8 @@ def test_tables_have_one_row_per_replayed_frame(workspace) -> None:
     assert len(table) == len(csv) == FRAMES - 1
     assert table["frame"].tolist() == [i for i in range(FRAMES) if i != CORRUPT_ROW]
     for column in ("frame", "t", "steer_true", "steer_pred", "abs_error", "decode_ms",
-                   "model_ms", "render_ms", "encode_ms", "conv1_act_mean", "conv1_act_max",
-                   "conv1_dead_share"):
+                   "model_ms", "render_ms", "encode_ms", "first_conv_act_mean",
+                   "first_conv_act_max", "first_conv_dead_share"):
         assert column in table.columns, column
     for method in ("saliency", "gradcam", "visualbackprop"):
         for stat in ("entropy", "centroid_x", "lr_balance", "road_share", "temporal_corr"):
@@ -117,7 +117,7 @@ def test_report_gallery_shows_the_worst_frames_with_their_own_pictures(workspace
 
     import cv2
 
-    from drive_viz.model.preprocess import DEFAULT_PREPROCESSING
+    from drive_viz.model.contract import DAVE2_CONTRACT
     from drive_viz.recording.reader import open_recording
 
     run = workspace["run"]
@@ -131,7 +131,7 @@ def test_report_gallery_shows_the_worst_frames_with_their_own_pictures(workspace
                        r"<div class='maps'>(.*?)</div><p>frame (\d+),", section)
     assert [int(frame) for _, _, frame in cards[:6]] == worst
     rec = open_recording(workspace["recording"])
-    top, _ = DEFAULT_PREPROCESSING.crop_rows(120)
+    top, _, _, _ = DAVE2_CONTRACT.crop_box(120, 160)
     sky = top * 240 // 120 - 4  # thumbnail rows above the crop box carry no heat
     for camera, maps, frame in cards[:6]:
         thumbnail = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(camera), np.uint8),

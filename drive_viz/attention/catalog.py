@@ -42,7 +42,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "(Springenberg et al. 2015)", "signed", "score per YUV level",
            "one guided forward + backward"),
     Method("gradcam", "relu(sum_k w_k A_k), w_k = mean_ij dS/dA_k, on a conv layer "
-           "(default conv3), receptive-field-aligned bilinear upsampling (Selvaraju et al. "
+           "(default: the deepest conv layer with at least 5x5 cells; DAVE-2: conv3), "
+           "receptive-field-aligned bilinear upsampling (Selvaraju et al. "
            "2017)", "non-negative", "score units", "shared forward + backward"),
     Method("gradcam_plus_plus", "Grad-CAM++ weights alpha = g^2 / (2 g^2 + sum_ab(A) g^3), "
            "w_k = sum_ij alpha relu(g), times exp(S) (Chattopadhyay et al. 2018)",

@@ -80,7 +80,8 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 def sobel_map(inputs: np.ndarray) -> np.ndarray:
     """Model-independent baseline: Sobel gradient magnitude of the Y channel of ``inputs``
-    (N, 66, 200, 3) YUV -> (N, 66, 200) float32."""
+    (N, H, W, 3) network inputs (channel 0 read as luma: exact for YUV) -> (N, H, W)
+    float32."""
     out = np.empty(inputs.shape[:3], np.float32)
     for i, frame in enumerate(np.asarray(inputs, np.float32)):
         y = frame[..., 0]
@@ -166,7 +167,7 @@ class MapMaker:
 def sanity_check(model: Any, inputs: np.ndarray, methods: Sequence[str], *, seed: int = 0,
                  trained_maps: Mapping[str, np.ndarray] | None = None,
                  **engine_options: Any) -> dict[str, Any]:
-    """Cascading model-randomization check on ``inputs`` (N, 66, 200, 3) YUV.
+    """Cascading model-randomization check on ``inputs`` (N, H, W, 3) network inputs.
 
     Returns {"stages": [layer names], "spearman_mean": {method: [per stage]},
     "spearman_std": {...}}; the model itself is not modified (a clone is randomized).
@@ -198,7 +199,7 @@ def _nan_stat(function: Callable[[np.ndarray], Any], values: np.ndarray) -> floa
 
 def baseline_images(inputs: np.ndarray, kind: str = "blur") -> np.ndarray:
     """What deleted pixels become: ``"blur"`` (Gaussian, BLUR_SIGMA px) or ``"mean"`` (each
-    frame's per-channel mean), (N, 66, 200, 3) float32."""
+    frame's per-channel mean), (N, H, W, 3) float32."""
     inputs = np.asarray(inputs, np.float32)
     if kind == "blur":
         return np.stack([cv2.GaussianBlur(x, (0, 0), BLUR_SIGMA) for x in inputs])
@@ -213,7 +214,7 @@ def deletion_insertion(predict: Predict, inputs: np.ndarray, maps: Mapping[str, 
     """Deletion and insertion curves (see the module doc) for each map in ``maps`` and for
     a seeded random order (key ``"random"``).
 
-    ``predict``: (M, 66, 200, 3) -> (M,) steering. Returns {"deletion": {"fractions",
+    ``predict``: (M, H, W, 3) -> (M,) steering. Returns {"deletion": {"fractions",
     "baseline", "curves", "auc"}, "insertion": {...}}; fractions are the (steps + 1,)
     shares of pixels deleted or inserted.
     """
@@ -254,13 +255,18 @@ def deletion_insertion(predict: Predict, inputs: np.ndarray, maps: Mapping[str, 
     return result
 
 
-def steering_predictor(model: Any) -> Predict:
-    """A traced inference call: (M, 66, 200, 3) float32 inputs -> (M,) float32 steering."""
+def steering_predictor(model: Any, contract: Any = None) -> Predict:
+    """A traced inference call: (M, H, W, 3) float32 inputs -> (M,) float32 decoded steering
+    (the contract's steering output and decode; None: the only output, linear)."""
     import tensorflow as tf
+
+    from drive_viz.attention.network import Network
+
+    network = Network(model, contract)
 
     @tf.function(reduce_retracing=True)
     def forward(x: Any) -> Any:
-        return model(x, training=False)[:, 0]
+        return network.forward(x)[0]["steering"]
 
     return lambda x: forward(tf.constant(np.asarray(x, np.float32))).numpy()
 
@@ -278,7 +284,7 @@ def _predict_chunked(predict: Predict, inputs: np.ndarray) -> np.ndarray:
 def mask_agreement(maps: Mapping[str, np.ndarray], masks: Sequence[np.ndarray | None],
                    tolerance: int = 2) -> dict[str, Any] | None:
     """Attention on lane markings and road vs their area, and the pointing game (see the
-    module doc). ``masks``: per frame (66, 200) uint8 labels or None. None if no frame has
+    module doc). ``masks``: per frame (H, W) uint8 labels or None. None if no frame has
     a mask."""
     present = [i for i, mask in enumerate(masks) if mask is not None]
     if not present:
@@ -428,7 +434,8 @@ def _read_frames(recording: Any, wanted: np.ndarray, camera: str
 
 def run(args: argparse.Namespace) -> int:
     """``drive-viz evaluate``: sanity check, deletion/insertion and mask agreement."""
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
+    from drive_viz.model.plausibility import plausibility_warnings, print_warnings
     from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
     from drive_viz.recording.reader import open_recording
 
@@ -452,7 +459,7 @@ def run(args: argparse.Namespace) -> int:
     camera = args.camera or recording.cameras[0]
     recording.meta.camera(camera)
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
-    prep = model_preprocessing(args.model)
+    prep = model_contract(args.model)
 
     wanted = np.unique(np.linspace(0, len(recording) - 1, min(args.frames, len(recording)))
                        .round().astype(int))
@@ -460,11 +467,13 @@ def run(args: argparse.Namespace) -> int:
     inputs = preprocess_batch(frames, prep)
     masks = [None if m is None else preprocess_mask(m, prep) for m in masks]
 
-    maps = MapMaker(model, methods, seed=args.seed)(inputs)
-    predict = steering_predictor(model)
+    engine_options = {"seed": args.seed, "contract": prep, "gradcam_layer": args.gradcam_layer}
+    maps = MapMaker(model, methods, **engine_options)(inputs)
+    predict = steering_predictor(model, prep)
     prediction = predict(inputs)
     steering = recording.steering()[rows]
-    check = sanity_check(model, inputs, methods, seed=args.seed, trained_maps=maps)
+    warnings = plausibility_warnings(prediction, steering)
+    check = sanity_check(model, inputs, methods, trained_maps=maps, **engine_options)
     curves = deletion_insertion(predict, inputs, maps, steps=args.steps,
                                 baseline=args.baseline, seed=args.seed)
     agreement = mask_agreement(maps, masks, args.tolerance)
@@ -484,6 +493,7 @@ def run(args: argparse.Namespace) -> int:
         "frames": rows.tolist(), "skipped": skipped, "methods": list(methods),
         "seed": args.seed,
         "prediction_mae": float(np.nanmean(np.abs(prediction - steering))),
+        "warnings": warnings,
         "sanity_check": check, **curves, "masks": agreement, "plots": plots, **causal,
         "verdicts": results,
     }
@@ -500,4 +510,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {line}")
     for line in summary_lines(causal):
         print(line)
+    print_warnings(warnings)
     return 0

@@ -253,6 +253,18 @@ def _vendored(name: str) -> str:
     return resources.files("drive_viz.report").joinpath("vendor", name).read_text("utf-8")
 
 
+def warnings_html(warnings: list[dict[str, Any]]) -> str:
+    """The run's plausibility warnings (``drive_viz.model.plausibility``) as one prominent
+    block above everything else; empty when there are none."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li><b>{html.escape(str(w['check']))}</b>: {html.escape(w['message'])}"
+                    "</li>" for w in warnings)
+    return ("<div class='warnings' role='alert' style='background:#5a1d1d;border:2px solid "
+            "#e05050;padding:8px 16px;margin:12px 0'><h2 style='margin:4px 0'>Warning: these "
+            "predictions are implausible</h2><ul>" + items + "</ul></div>")
+
+
 def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame,
                  galleries: dict[str, list[dict[str, Any]]], *,
                  embed_video: str | Path | None = None) -> None:
@@ -317,6 +329,7 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
     replacements = {
         "{{TITLE}}": html.escape(f"drive-viz replay: {Path(summary['recording']).name}"),
         "{{UPLOTCSS}}": _vendored("uPlot.min.css"),
+        "{{WARNINGS}}": warnings_html(summary.get("warnings", [])),
         "{{OVERVIEW}}": overview,
         "{{VIDEO}}": _video_html(video, embed_video),
         "{{LEGEND}}": heat_legend(),

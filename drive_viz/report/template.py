@@ -55,6 +55,7 @@ ul.skipped { font-size: 12px; color: #ccc; }
 </head>
 <body>
 <h1>{{TITLE}}</h1>
+{{WARNINGS}}
 <div class="top">
 <div>{{VIDEO}}</div>
 <div>{{OVERVIEW}}{{LEGEND}}</div>

@@ -31,8 +31,9 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from drive_viz.analysis import ACTIVATION_LAYER, DEFAULT_METHODS, FrameAnalyzer, check_methods
+from drive_viz.analysis import ACTIVATION_COLUMNS, DEFAULT_METHODS, FrameAnalyzer, check_methods
 from drive_viz.errors import DriveVizError, FrameError, OptionError
+from drive_viz.model.plausibility import print_warnings
 from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline
 from drive_viz.render.video import DEFAULT_QUALITY, check_video_size, quality_qp
@@ -40,7 +41,7 @@ from drive_viz.runs.pipeline import ordered_map, run_stages
 from drive_viz.runs.summary import EVENT_WINDOW_S, RunSummary
 from drive_viz.runs.writer import ENCODER_THREADS, OUTPUT_FILES, RunWriter
 
-__all__ = ["ACTIVATION_LAYER", "DEFAULT_METHODS", "ENCODER_THREADS", "OUTPUT_FILES",
+__all__ = ["ACTIVATION_COLUMNS", "DEFAULT_METHODS", "ENCODER_THREADS", "OUTPUT_FILES",
            "ReplayOptions", "replay"]
 
 #: Batches decoded at the same time (each in its own thread).
@@ -63,6 +64,7 @@ class ReplayOptions:
     camera: str | None = None
     video: bool = True
     target: str = "steer"
+    gradcam_layer: str | None = None
     batch_size: int = 32
     overwrite: bool = False
     progress: bool = True
@@ -266,11 +268,11 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     Everything that can be refused (recording, model, camera, range, RUN folder) is checked
     before any frame is processed; a refused or failed run leaves no output behind.
     """
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
 
     drive = select_rows(recording_path, options)
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
-    prep = model_preprocessing(model_path)
+    prep = model_contract(model_path)
     summary = RunSummary(options.methods, options.main_method, drive.fps,
                          off_road=drive.with_masks, event_window_s=options.event_window_s)
     with RunWriter(out, summary, prep, overwrite=options.overwrite,
@@ -278,8 +280,9 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
                    video_size=options.video_size, video_qp=quality_qp(options.video_quality),
                    embed_video=options.video and options.embed_video) as writer:
         analyzer = FrameAnalyzer(model, options.methods, options.target,
-                                 with_video=options.video, batch_size=options.batch_size)
-        renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
+                                 with_video=options.video, batch_size=options.batch_size,
+                                 contract=prep, gradcam_layer=options.gradcam_layer)
+        renderer = OverlayRenderer(options.main_method, options.methods, contract=prep,
                                    timeline=Timeline(drive.steering[drive.rows]),
                                    title=f"{drive.rec.path.name} / {drive.camera}",
                                    size=options.video_size)
@@ -364,7 +367,8 @@ def run(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         methods=args.methods, layout=args.layout, start=args.start, end=args.end,
         stride=args.stride, camera=args.camera, video=not args.no_video, target=args.target,
-        batch_size=args.batch_size, overwrite=args.overwrite, progress=not args.quiet,
+        gradcam_layer=args.gradcam_layer, batch_size=args.batch_size, overwrite=args.overwrite,
+        progress=not args.quiet,
         unsafe_model=args.unsafe_model, event_window_s=args.event_window,
         video_size=args.video_size, video_quality=args.video_quality,
         embed_video=args.embed_video)
@@ -388,6 +392,7 @@ def print_result(out: Path, summary: dict[str, Any]) -> None:
     if summary["video"]:
         print(f"video:  {out / 'annotated.mp4'}")
     print(f"report: {out / 'report.html'}")
+    print_warnings(summary["warnings"])
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from drive_viz.model.plausibility import SteeringMoments, judge
+
 GALLERY_SIZE = 6
 #: Seconds of drive time within which frames of a gallery join the worse frame's event.
 EVENT_WINDOW_S = 2.0
 MAX_LISTED_SKIPS = 200
 TIMING_COLUMNS = ("decode_ms", "model_ms", "render_ms", "encode_ms")
-ACTIVATION_PREFIX = "conv1_"
+ACTIVATION_PREFIX = "first_conv_"
 #: Gallery fields copied into summary.json (the report also gets the thumbnails).
 BRIEF_KEYS = ("frame", "row", "t", "steer_true", "steer_pred", "abs_error", "off_road_share",
               "statistic", "method", "value")
@@ -44,14 +46,20 @@ class Accumulator:
         self.sums: Counter[str] = Counter()
         self.column_sums: dict[str, float] = {}
         self.column_counts: dict[str, int] = {}
+        self.largest = 0.0
 
     def add(self, table: pd.DataFrame) -> None:
         true = table["steer_true"].to_numpy(np.float64)
         pred = table["steer_pred"].to_numpy(np.float64)
         both = np.isfinite(true) & np.isfinite(pred)  # live: no expert label when it drives
+        known = pred[np.isfinite(pred)]
+        self.largest = max(self.largest, float(np.abs(known).max(initial=0.0)))
         true, pred = true[both], pred[both]
         self.count += len(table)
-        self.sums.update({"n": int(both.sum()), "abs": float(np.abs(pred - true).sum()),
+        self.sums.update({"p": len(known), "p1": float(known.sum()),
+                          "p2": float((known * known).sum()),
+                          "outside": int((np.abs(known) > 1.0).sum()), "n": int(both.sum()),
+                          "abs": float(np.abs(pred - true).sum()),
                           "sq": float(((pred - true) ** 2).sum()),
                           "x": float(true.sum()), "y": float(pred.sum()),
                           "xx": float((true * true).sum()), "yy": float((pred * pred).sum()),
@@ -86,6 +94,26 @@ class Accumulator:
             else None
         return {"mae": s["abs"] / n, "rmse": math.sqrt(s["sq"] / n),
                 "correlation": None if corr is None else max(-1.0, min(1.0, corr))}
+
+
+    def moments(self) -> SteeringMoments:
+        """The predictions' moments for the plausibility checks (``judge``)."""
+        s = self.sums
+        count, n = s["p"], s["n"]
+
+        def std(total: float, squares: float, size: int) -> float:
+            return math.sqrt(max(squares / size - (total / size) ** 2, 0.0)) if size else 0.0
+
+        recorded_std = std(s["x"], s["xx"], n)
+        predicted_std = std(s["y"], s["yy"], n)
+        correlation = None
+        if n >= 2 and recorded_std > 0 and predicted_std > 0:
+            cov = s["xy"] / n - (s["x"] / n) * (s["y"] / n)
+            correlation = max(-1.0, min(1.0, cov / (recorded_std * predicted_std)))
+        return SteeringMoments(predictions=count, outside=s["outside"], largest=self.largest,
+                               spread=std(s["p1"], s["p2"], count), paired=n,
+                               recorded_std=recorded_std if n >= 2 else 0.0,
+                               correlation=correlation)
 
 
 class EventGallery:
@@ -221,6 +249,7 @@ class RunSummary:
             **head,
             "frames": {"selected": selected, "replayed": acc.count, "skipped": skipped},
             "steering": acc.steering(),
+            "warnings": judge(acc.moments()),
             "statistics": {m: {stat: acc.mean(f"{m}_{stat}") for stat in MAP_STATISTICS}
                            for m in self.methods},
             "empty_maps": {m: int(acc.total(f"{m}_empty")) for m in self.methods},

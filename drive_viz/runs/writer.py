@@ -212,7 +212,7 @@ class RunWriter:
         size = (320, max(2, round(320 * height / width)))
         camera_view, _ = heat_on_frame(frame_rgb, heat[self.summary.main_method], self.prep,
                                        size)
-        view = input_to_rgb(inputs)
+        view = input_to_rgb(inputs, self.prep)
         return {**values, "camera": jpeg_data_uri(camera_view),
                 "maps": {m: jpeg_data_uri(blend_heat(view, map_heat, DEFAULT_OPACITY))
                          for m, map_heat in heat.items()}}
