@@ -341,6 +341,10 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                         help="show the overlay in a window (q or Esc quits)")
     parser.add_argument("--out", default=None,
                         help="run folder for the video, tables, summary and recording")
+    parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                        help="serve a live page (overlay stream, plots, numbers) on PORT, "
+                             "127.0.0.1 unless HOST is given; open http://localhost:PORT/ "
+                             "(through an SSH tunnel on a remote machine)")
     parser.add_argument("--seed", type=int, default=0,
                         help="synthetic world seed / CARLA spawn seed (default: %(default)s)")
     parser.add_argument("--fps", type=float, default=20.0,

@@ -86,6 +86,7 @@ class LiveOptions:
     timeout: float = 10.0
     overwrite: bool = False
     unsafe_model: bool = False
+    serve: str | None = None
 
     @property
     def main_method(self) -> str:
@@ -264,10 +265,14 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
     if not (math.isfinite(options.fps) and 1 <= options.fps <= 1000):
         raise DriveVizError(f"--fps {options.fps} is outside 1..1000")
     check_methods(options.methods, options.main_method, options.target)
+    if options.serve is not None:
+        from drive_viz.serve.web import parse_address
+
+        parse_address(options.serve)
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
     prep = model_preprocessing(model_path)
     outputs = RunFolder(Path(options.out), OUTPUT_FILES, options.overwrite) if options.out else None
-    draws = options.display or outputs is not None
+    draws = options.display or outputs is not None or options.serve is not None
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=draws)
     analyzer.warm_up()
     success = False
@@ -305,7 +310,7 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
     recent: deque[float] = deque(maxlen=RECENT_FRAMES)
     stopped = False
     with contextlib.ExitStack() as stack:
-        recorder = video = window = None
+        recorder = video = window = publisher = None
         if outputs is not None:
             meta = RecordingMeta(
                 source=f"drive-viz live ({source.name})", fps=options.fps, cameras=source.cameras,
@@ -321,6 +326,11 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
         if options.display:
             window = _Window()
             stack.callback(window.close)
+        if options.serve is not None:
+            from drive_viz.serve.stream import open_live_server
+
+            publisher = stack.enter_context(
+                open_live_server(options.serve, options, source.name, str(model_path)))
         try:
             for index in range(options.frames):
                 tick = time.perf_counter()
@@ -369,9 +379,11 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                     "interventions": interventions, "lateral_offset": seen.lateral_offset,
                     "speed": seen.speed, "preprocess_ms": preprocess_ms, "latency_ms": latency,
                 })
+                if publisher is not None:
+                    publisher.publish(picture, rows[-1])
                 if stopped:
                     break
-                if window is not None:  # show the drive in real time, not faster
+                if window is not None or publisher is not None:  # real time, not faster
                     time.sleep(max(0.0, 1.0 / options.fps - (time.perf_counter() - tick)))
         except KeyboardInterrupt:
             stopped = True
@@ -434,7 +446,8 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout, target=args.target, frames=args.frames, display=args.display,
         out=args.out, seed=args.seed, fps=args.fps, width=args.width, height=args.height,
         host=args.host, port=args.port, town=args.town, timeout=args.timeout,
-        overwrite=args.overwrite, unsafe_model=args.unsafe_model)
+        overwrite=args.overwrite, unsafe_model=args.unsafe_model,
+        serve=args.serve)
     summary = live(args.model, options)
     latency = summary["latency_ms"]["total"]
     line = (f"live {summary['world']}: {summary['frames']} frames, {options.drive} drives, "
