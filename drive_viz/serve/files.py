@@ -51,11 +51,22 @@ def contained_file(root: str, absolute_path: str) -> str | None:
 class _RunFileHandler(GuardedHandler, tornado.web.StaticFileHandler):
     """A file under RUNS_DIR, or 404."""
 
+    @classmethod
+    def get_absolute_path(cls, root: str, path: str) -> str:
+        try:
+            return super().get_absolute_path(root, path)
+        except tornado.web.HTTPError:
+            raise tornado.web.HTTPError(404) from None
+
     def validate_absolute_path(self, root: str, absolute_path: str) -> str | None:
-        found = contained_file(root, absolute_path)
+        """Our containment check, then tornado's own (which also refuses non-files)."""
+        found = contained_file(os.path.realpath(root), absolute_path)
         if found is None:
             raise tornado.web.HTTPError(404)
-        return found
+        try:
+            return super().validate_absolute_path(root, absolute_path)
+        except tornado.web.HTTPError:
+            raise tornado.web.HTTPError(404) from None
 
     def compute_etag(self) -> str | None:
         """From size and modification time (the default hashes the whole file, every time)."""

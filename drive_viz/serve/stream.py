@@ -65,6 +65,11 @@ class _Hub:
         self.listeners: set[_EventsHandler] = set()
         self.encoder = ThreadPoolExecutor(1, thread_name_prefix="drive-viz jpeg")
 
+    def add_step(self, text: str, picture: np.ndarray | None) -> None:
+        self.add_row(text)
+        if picture is not None:
+            self.add_picture(picture)
+
     def add_row(self, text: str) -> None:
         self.rows.append((self.next_row, text))
         self.next_row += 1
@@ -245,9 +250,7 @@ class LivePublisher:
             row = {**row, "autonomy_percent": autonomy_percent(
                 int(row["interventions"]), (int(row["frame"]) + 1) / self._fps)}
         text = json.dumps(json_ready(row), allow_nan=False, separators=(",", ":"))
-        self._server.call(self._hub.add_row, text)
-        if picture is not None:
-            self._server.call(self._hub.add_picture, picture)
+        self._server.call(self._hub.add_step, text, picture)
 
     def close(self) -> None:
         """Tell the pages the run ended, then stop the server (idempotent)."""
