@@ -181,10 +181,6 @@ def viewer(port: int, seconds: float) -> subprocess.Popen:
                              f"--{BOUNDARY}"], stdout=subprocess.PIPE, text=True)
 
 
-def p95(values: list[float]) -> float:
-    return float(np.percentile(values, 95))
-
-
 def test_slow_viewer_does_not_slow_the_simulation() -> None:
     """Publish times per step, and what a good viewer receives, with and without a viewer that
     never reads (its socket buffers fill, its send never completes)."""
@@ -193,14 +189,17 @@ def test_slow_viewer_does_not_slow_the_simulation() -> None:
     pictures = [picture(k) for k in range(steps)]
     row = {"frame": 0, "t": 0.0, "steer_true": 0.1, "steer_pred": 0.2, "interventions": 0}
 
-    def drive() -> list[float]:
-        times = []
+    def drive() -> tuple[float, list[float], list[float]]:
+        """Seconds for the whole drive; wall and CPU ms of each publish call."""
+        wall, cpu = [], []
+        started = time.perf_counter()
         for k in range(steps):
-            tick = time.perf_counter()
+            tick, tick_cpu = time.perf_counter(), time.thread_time()
             publisher.publish(pictures[k], {**row, "frame": k})
-            times.append((time.perf_counter() - tick) * 1000)
+            wall.append((time.perf_counter() - tick) * 1000)
+            cpu.append((time.thread_time() - tick_cpu) * 1000)
             time.sleep(period)
-        return times
+        return time.perf_counter() - started, wall, cpu
 
     publisher = LivePublisher("127.0.0.1", 0, info)
     try:
@@ -223,12 +222,17 @@ def test_slow_viewer_does_not_slow_the_simulation() -> None:
         publisher.close()
     closing = time.perf_counter() - started
     stalled.close()
-    # publish only hands over; the stalled viewer adds nothing beyond the machine's noise
-    # (benchmarks/live_latency.py measures the cost per step against live's 10 ms budget)
-    assert np.median(with_stalled) < np.median(alone) + 1.0, (alone, with_stalled)
-    assert p95(with_stalled) < 2 * p95(alone) + 2.0, (alone, with_stalled)
+    # publish only hands over: a viewer that blocked it would stall the drive for seconds,
+    # and its CPU cost stays the same. (Wall times per call carry the scheduler's noise on a
+    # loaded machine; benchmarks/live_latency.py measures the cost per step against live's
+    # 10 ms budget.)
+    seconds_alone, _, cpu_alone = alone
+    seconds_stalled, wall_stalled, cpu_stalled = with_stalled
+    assert max(wall_stalled) < 500.0
+    assert seconds_stalled < 1.25 * seconds_alone, (seconds_alone, seconds_stalled)
+    assert np.median(cpu_stalled) < np.median(cpu_alone) + 0.5, (cpu_alone, cpu_stalled)
     # the good viewers kept getting frames (dropping, not queueing, when they lag)
     assert all(count >= steps // 3 for count in received), received
     assert all(count >= steps // 3 for count in received_stalled), received_stalled
-    assert all(count <= steps for count in received_stalled)
+    assert all(count <= steps + 1 for count in received_stalled)  # + the frame on connect
     assert closing < 5.0  # the stalled connection does not hold the shutdown
