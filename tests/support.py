@@ -91,8 +91,12 @@ class HeadlessPage:
         page = next(t for t in targets if t["type"] == "page")
         self.loop = asyncio.new_event_loop()
         self._next_id = 0
-        self.socket = self._await(websocket_connect(page["webSocketDebuggerUrl"],
-                                                    max_message_size=64 << 20))
+
+        async def connect() -> Any:
+            return await websocket_connect(page["webSocketDebuggerUrl"],
+                                           max_message_size=64 << 20)
+
+        self.socket = self._await(connect())
         self.errors: list[str] = []
 
     def _await(self, awaitable: Any) -> Any:
