@@ -94,10 +94,15 @@ class _Hub:
         finally:
             self.encoding = False
 
-    def end(self) -> None:
+    async def end(self) -> None:
+        """Send every viewer its last message (the ``end`` event for pages) and wait until
+        they are sent."""
         self.ended = True
-        for viewer in [*self.listeners, *self.streams]:
+        viewers = [*self.listeners, *self.streams]
+        for viewer in viewers:
             viewer.wake()
+        for viewer in viewers:
+            await viewer.finished.wait()
 
 
 def _encode_jpeg(picture: np.ndarray) -> bytes:
@@ -116,6 +121,7 @@ class _Viewer(GuardedHandler):
         self.hub = hub
         self._closed = tornado.locks.Event()
         self._wanted = tornado.locks.Event()
+        self.finished = tornado.locks.Event()
 
     def wake(self) -> None:
         self._wanted.set()
@@ -137,6 +143,8 @@ class _Viewer(GuardedHandler):
                     break
         except tornado.iostream.StreamClosedError:
             pass
+        finally:
+            self.finished.set()
 
     async def send(self) -> None:
         raise NotImplementedError
@@ -257,7 +265,7 @@ class LivePublisher:
         if self._closed:
             return
         self._closed = True
-        self._server.call(self._hub.end)
+        self._server.wait_for(self._hub.end, timeout=1.0)
         self._server.close()
         self._hub.encoder.shutdown(wait=False, cancel_futures=True)
 

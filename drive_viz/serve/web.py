@@ -6,6 +6,7 @@ at once), and a Host-header check against DNS rebinding when bound to the loopba
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
 import socket
 import sys
@@ -122,6 +123,16 @@ class ServerThread:
         """Run ``function(*args)`` on the server's thread, soon; never blocks the caller."""
         assert self.loop is not None
         self.loop.add_callback(function, *args)
+
+    def wait_for(self, coroutine_function: Any, timeout: float) -> None:
+        """Run ``coroutine_function()`` on the server's thread and wait up to ``timeout`` s."""
+        assert self.loop is not None
+        future = asyncio.run_coroutine_threadsafe(coroutine_function(),
+                                                  self.loop.asyncio_loop)
+        try:
+            future.result(timeout)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            future.cancel()
 
     async def _shutdown(self) -> None:
         assert self._server is not None and self.loop is not None
