@@ -19,8 +19,10 @@ import pytest
 from support import tree_digest
 
 from drive_viz.cli import main
+from drive_viz.errors import DriveVizError
 from drive_viz.serve.files import serve
 from drive_viz.serve.stream import BOUNDARY, LivePublisher
+from drive_viz.serve.web import is_loopback, parse_address
 
 SECRET = "TOP-SECRET-CONTENT"
 
@@ -236,3 +238,28 @@ def test_slow_viewer_does_not_slow_the_simulation() -> None:
     assert all(count >= steps // 3 for count in received_stalled), received_stalled
     assert all(count <= steps + 1 for count in received_stalled)  # + the frame on connect
     assert closing < 5.0  # the stalled connection does not hold the shutdown
+
+
+def test_addresses() -> None:
+    assert parse_address("8080") == ("127.0.0.1", 8080)
+    assert parse_address("0.0.0.0:9000") == ("0.0.0.0", 9000)
+    assert parse_address("[::1]:0") == ("::1", 0)
+    for bad in ("http", "host:", "127.0.0.1:70000", ":-1", ":80"):
+        with pytest.raises(DriveVizError, match="address"):
+            parse_address(bad)
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
+
+
+def test_exposed_address_warns(capsys) -> None:
+    with LivePublisher("0.0.0.0", 0, {"title": "t", "fps": 20.0}) as publisher:
+        assert publisher.url.startswith("http://0.0.0.0:")
+    assert "warning" in capsys.readouterr().err
+    with LivePublisher("127.0.0.1", 0, {"title": "t", "fps": 20.0}):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_index_of_an_empty_folder(tmp_path) -> None:
+    assert main(["index", str(tmp_path)]) == 0
+    assert "No runs found" in (tmp_path / "index.html").read_text()
