@@ -1,14 +1,19 @@
 """``drive-viz live --serve``: the live overlay and its numbers in a browser.
 
 The simulation thread calls ``LivePublisher.publish(picture, row)`` once per step. That call
-only serializes the row (a few hundred bytes of JSON) and hands both to the server's IOLoop
-thread with ``IOLoop.add_callback``: it never waits for a viewer. On the loop, the newest
-picture is JPEG-encoded once (in one encoder thread, off the loop) when at least one viewer
-watches, and the bytes are shared by every viewer. Each viewer holds at most one frame being
-sent and one waiting: a newer frame replaces the waiting one (dropped, never queued), so a
-slow or vanished viewer costs the simulation nothing. Rows go to every viewer as server-sent
-events; a viewer that cannot keep up gets the rows it missed in one message, up to the last
-``HISTORY`` rows, which are also what a page opened mid-run starts with.
+only serializes the row (a few hundred bytes of JSON) and appends both to a deque that the
+server's IOLoop thread drains every ``POLL_MS``: it never waits for a viewer, nor for the
+server's thread. (``IOLoop.add_callback`` per step was the first design: it writes to the
+loop's wake-up pipe, which releases the GIL, and the woken loop thread then holds the
+simulation thread back; on a loaded 2-core machine that hand-over took 0.3 ms at p50 but
+50 ms at p95, against 0.02 and 0.03 ms for the deque, measured interleaved in one run.)
+
+On the loop, the newest picture is JPEG-encoded once (in one encoder thread, off the loop)
+when at least one viewer watches, and the bytes are shared by every viewer. Each viewer holds
+at most one frame being sent; a newer frame replaces the one waiting for it (dropped, never
+queued), so a slow or vanished viewer costs the simulation nothing. Rows go to every viewer
+as server-sent events; a viewer that cannot keep up gets the rows it missed in one message,
+up to the last ``HISTORY`` rows, which are also what a page opened mid-run starts with.
 
 Endpoints (GET only): ``/`` the page, ``/stream.mjpg`` the overlay as MJPEG
 (multipart/x-mixed-replace), ``/events`` the rows (text/event-stream; an ``end`` event when the
@@ -20,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import html
+import itertools
 import json
 import math
 import sys
@@ -46,6 +52,8 @@ from drive_viz.serve.web import (
 
 #: Rows kept for pages opened mid-run (and the most a lagging viewer is sent at once).
 HISTORY = 2000
+#: How often the server's thread takes the steps published since the last time (ms).
+POLL_MS = 10
 JPEG_QUALITY = 80
 BOUNDARY = "drive-viz-frame"
 
@@ -64,9 +72,19 @@ class _Hub:
         self.streams: set[_StreamHandler] = set()
         self.listeners: set[_EventsHandler] = set()
         self.encoder = ThreadPoolExecutor(1, thread_name_prefix="drive-viz jpeg")
+        self.poller: tornado.ioloop.PeriodicCallback | None = None
 
-    def add_step(self, text: str, picture: np.ndarray | None) -> None:
-        self.add_row(text)
+    def start_polling(self, inbox: collections.deque[tuple[str, np.ndarray | None]]) -> None:
+        self.poller = tornado.ioloop.PeriodicCallback(lambda: self.take(inbox), POLL_MS)
+        self.poller.start()
+
+    def take(self, inbox: collections.deque[tuple[str, np.ndarray | None]]) -> None:
+        """Take the steps published since the last call (rows in order, the newest picture)."""
+        picture = None
+        while inbox:
+            text, step_picture = inbox.popleft()
+            self.add_row(text)
+            picture = step_picture if step_picture is not None else picture
         if picture is not None:
             self.add_picture(picture)
 
@@ -98,6 +116,8 @@ class _Hub:
         """Send every viewer its last message (the ``end`` event for pages) and wait until
         they are sent."""
         self.ended = True
+        if self.poller is not None:
+            self.poller.stop()
         viewers = [*self.listeners, *self.streams]
         for viewer in viewers:
             viewer.wake()
@@ -193,7 +213,9 @@ class _EventsHandler(_Viewer):
             self.hub.listeners.discard(self)
 
     async def send(self) -> None:
-        rows = [text for number, text in self.hub.rows if number >= self.sent_upto]
+        rows = self.hub.rows
+        first = rows[0][0] if rows else 0
+        rows = [text for _, text in itertools.islice(rows, max(0, self.sent_upto - first), None)]
         self.sent_upto = self.hub.next_row
         if rows:
             self.write(f"data: [{','.join(rows)}]\n\n")
@@ -245,6 +267,8 @@ class LivePublisher:
         ], compress_response=False)
         warn_if_exposed(host)
         self._server = ServerThread(app, host, port, name="drive-viz live server")
+        self._inbox: collections.deque[tuple[str, np.ndarray | None]] = collections.deque()
+        self._server.call(self._hub.start_polling, self._inbox)
         self.url = self._server.url
         self._closed = False
 
@@ -258,13 +282,14 @@ class LivePublisher:
             row = {**row, "autonomy_percent": autonomy_percent(
                 int(row["interventions"]), (int(row["frame"]) + 1) / self._fps)}
         text = json.dumps(json_ready(row), allow_nan=False, separators=(",", ":"))
-        self._server.call(self._hub.add_step, text, picture)
+        self._inbox.append((text, picture))  # thread-safe, no system call, no wake-up
 
     def close(self) -> None:
         """Tell the pages the run ended, then stop the server (idempotent)."""
         if self._closed:
             return
         self._closed = True
+        self._server.call(self._hub.take, self._inbox)
         self._server.wait_for(self._hub.end, timeout=1.0)
         self._server.close()
         self._hub.encoder.shutdown(wait=False, cancel_futures=True)
