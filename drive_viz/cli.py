@@ -326,7 +326,8 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                     "(1 - interventions x 6 s / seconds) x 100, an intervention = leaving the "
                     "lane) and the per-frame analysis latency. --display shows a window "
                     "(q or Esc quits); --out RUN writes annotated.mp4, frames.parquet/csv, "
-                    "summary.json and the drive as RUN/recording.")
+                    "summary.json and the drive as RUN/recording; --serve PORT serves a live "
+                    "page (stream, plots, numbers) for a browser.")
     parser.add_argument("--world", choices=("synthetic", "carla"), default="synthetic",
                         help="simulator (default: %(default)s)")
     parser.add_argument("--model", default=str(SHIPPED_MODEL),
