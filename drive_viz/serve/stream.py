@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -74,19 +75,9 @@ class _Hub:
         self.encoder = ThreadPoolExecutor(1, thread_name_prefix="drive-viz jpeg")
         self.poller: tornado.ioloop.PeriodicCallback | None = None
 
-    def start_polling(self, inbox: collections.deque[tuple[str, np.ndarray | None]]) -> None:
-        self.poller = tornado.ioloop.PeriodicCallback(lambda: self.take(inbox), POLL_MS)
+    def start_polling(self, take: Any) -> None:
+        self.poller = tornado.ioloop.PeriodicCallback(take, POLL_MS)
         self.poller.start()
-
-    def take(self, inbox: collections.deque[tuple[str, np.ndarray | None]]) -> None:
-        """Take the steps published since the last call (rows in order, the newest picture)."""
-        picture = None
-        while inbox:
-            text, step_picture = inbox.popleft()
-            self.add_row(text)
-            picture = step_picture if step_picture is not None else picture
-        if picture is not None:
-            self.add_picture(picture)
 
     def add_row(self, text: str) -> None:
         self.rows.append((self.next_row, text))
@@ -267,8 +258,10 @@ class LivePublisher:
         ], compress_response=False)
         warn_if_exposed(host)
         self._server = ServerThread(app, host, port, name="drive-viz live server")
-        self._inbox: collections.deque[tuple[str, np.ndarray | None]] = collections.deque()
-        self._server.call(self._hub.start_polling, self._inbox)
+        self._rows: collections.deque[str] = collections.deque()
+        self._picture: np.ndarray | None = None  # only the newest waits: memory stays flat
+        self._picture_lock = threading.Lock()
+        self._server.call(self._hub.start_polling, self._take)
         self.url = self._server.url
         self._closed = False
 
@@ -282,14 +275,26 @@ class LivePublisher:
             row = {**row, "autonomy_percent": autonomy_percent(
                 int(row["interventions"]), (int(row["frame"]) + 1) / self._fps)}
         text = json.dumps(json_ready(row), allow_nan=False, separators=(",", ":"))
-        self._inbox.append((text, picture))  # thread-safe, no system call, no wake-up
+        self._rows.append(text)  # thread-safe, no system call, no wake-up
+        if picture is not None:
+            with self._picture_lock:  # never contended for long: a swap on either side
+                self._picture = picture
+
+    def _take(self) -> None:
+        """(Server thread) hand the steps published since the last call to the viewers."""
+        while self._rows:
+            self._hub.add_row(self._rows.popleft())
+        with self._picture_lock:
+            picture, self._picture = self._picture, None
+        if picture is not None:
+            self._hub.add_picture(picture)
 
     def close(self) -> None:
         """Tell the pages the run ended, then stop the server (idempotent)."""
         if self._closed:
             return
         self._closed = True
-        self._server.call(self._hub.take, self._inbox)
+        self._server.call(self._take)
         self._server.wait_for(self._hub.end, timeout=1.0)
         self._server.close()
         self._hub.encoder.shutdown(wait=False, cancel_futures=True)
