@@ -403,7 +403,8 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                     "(1 - interventions x 6 s / seconds) x 100, an intervention = leaving the "
                     "lane) and the per-frame analysis latency. --display shows a window "
                     "(q or Esc quits); --out RUN writes annotated.mp4, frames.parquet/csv, "
-                    "summary.json and the drive as RUN/recording.")
+                    "summary.json and the drive as RUN/recording; --serve PORT serves a live "
+                    "page (stream, plots, numbers) for a browser.")
     parser.add_argument("--world", choices=("synthetic", "carla"), default="synthetic",
                         help="simulator (default: %(default)s)")
     parser.add_argument("--model", default=str(SHIPPED_MODEL),
@@ -418,6 +419,10 @@ def _add_live(commands: argparse._SubParsersAction) -> None:
                         help="show the overlay in a window (q or Esc quits)")
     parser.add_argument("--out", default=None,
                         help="run folder for the video, tables, summary and recording")
+    parser.add_argument("--serve", default=None, metavar="[HOST:]PORT",
+                        help="serve a live page (overlay stream, plots, numbers) on PORT, "
+                             "127.0.0.1 unless HOST is given; open http://localhost:PORT/ "
+                             "(through an SSH tunnel on a remote machine)")
     parser.add_argument("--seed", type=int, default=0,
                         help="synthetic world seed / CARLA spawn seed (default: %(default)s)")
     parser.add_argument("--fps", type=float, default=20.0,
@@ -454,6 +459,30 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.inspect_layers:run"))
 
 
+def _add_serve(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "serve", help="browse every run under a folder in a web browser",
+        description="Serve an index of the runs under RUNS_DIR (kind, recording, model, date, "
+                    "MAE, autonomy, verdicts, a link to each report) and the runs' files, "
+                    "read-only. Nothing outside RUNS_DIR can be read through it. Ctrl-C stops.")
+    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder holding run folders")
+    parser.add_argument("--port", type=int, default=8080, help="port (default: %(default)s)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s, this machine only; "
+                             "another address is reachable by others and prints a warning)")
+    parser.set_defaults(run=_lazy("drive_viz.serve.files:run"))
+
+
+def _add_index(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "index", help="write RUNS_DIR/index.html listing every run under a folder",
+        description="Write the index that 'drive-viz serve' shows as a static "
+                    "RUNS_DIR/index.html that works offline from disk: sort by any column, "
+                    "filter by model and recording.")
+    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="folder holding run folders")
+    parser.set_defaults(run=_lazy("drive_viz.serve.index:run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -462,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for add in (_add_info, _add_replay, _add_demo, _add_record, _add_train, _add_import,
-                _add_features, _add_evaluate, _add_synth, _add_live, _add_inspect):
+                _add_features, _add_evaluate, _add_synth, _add_live, _add_inspect,
+                _add_serve, _add_index):
         add(commands)
     return parser
 

@@ -100,6 +100,8 @@ class LiveOptions:
     video_size: tuple[int, int] = FRAME_SIZE
     video_quality: str = DEFAULT_QUALITY
     embed_video: bool = False
+    #: ``[HOST:]PORT`` to serve the live page on (None: no page).
+    serve: str | None = None
 
     def __post_init__(self) -> None:
         if self.world not in WORLDS:
@@ -115,6 +117,10 @@ class LiveOptions:
         check_event_window(self.event_window_s)
         check_video_size(self.video_size)
         quality_qp(self.video_quality)
+        if self.serve is not None:
+            from drive_viz.serve.web import parse_address
+
+            parse_address(self.serve)
 
     @property
     def main_method(self) -> str:
@@ -296,7 +302,7 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
                 encoder_threads=0, video_size=options.video_size,
                 video_qp=quality_qp(options.video_quality), embed_video=options.embed_video))
         analyzer = FrameAnalyzer(model, options.methods, options.target,
-                                 with_video=options.display or writer is not None,
+                                 with_video=_draws(options, writer),
                                  contract=prep, gradcam_layer=options.gradcam_layer)
         analyzer.warm_up()
         started = time.perf_counter()
@@ -310,6 +316,12 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
         if writer is not None:
             return writer.publish(head, loop.frames, elapsed, extra)
         return merge_summary(summary.build(head, loop.frames, elapsed), extra)
+
+
+
+def _draws(options: LiveOptions, writer: RunWriter | None) -> bool:
+    """Whether each step draws the overlay: for a window, a video or the live page."""
+    return options.display or writer is not None or options.serve is not None
 
 
 @dataclass
@@ -338,9 +350,9 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                                size=options.video_size)
     loop = _Loop()
     recent: deque[float] = deque(maxlen=RECENT_FRAMES)
-    draws = options.display or writer is not None
+    draws = _draws(options, writer)
     with contextlib.ExitStack() as stack:
-        recorder = window = None
+        recorder = window = publisher = None
         if writer is not None:
             meta = RecordingMeta(
                 source=f"drive-viz live ({source.name})", fps=options.fps, cameras=source.cameras,
@@ -354,6 +366,11 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
         if options.display:
             window = _Window()
             stack.callback(window.close)
+        if options.serve is not None:
+            from drive_viz.serve.stream import open_live_server
+
+            publisher = stack.enter_context(
+                open_live_server(options.serve, options, source.name, str(model_path)))
         try:
             for index in range(options.frames):
                 tick = time.perf_counter()
@@ -391,7 +408,7 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                     recorder.append(steer=applied, throttle=seen.throttle, brake=seen.brake,
                                     speed=seen.speed, t=seen.t, images={camera: seen.rgb},
                                     masks=None if seen.mask is None else {camera: seen.mask})
-                row = pd.DataFrame([{
+                values = {
                     "frame": index, "row": index, "t": seen.t,
                     "target": str(analyzer.engine.target),
                     **{name: values[0] for name, values in analysis.columns.items()},
@@ -400,21 +417,24 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                     "steer_applied": applied, "intervention": int(left_lane),
                     "interventions": loop.interventions, "lateral_offset": seen.lateral_offset,
                     "speed": seen.speed, "preprocess_ms": preprocess_ms, "latency_ms": latency,
-                }])
+                }
+                row = pd.DataFrame([values])
                 if writer is not None:
                     writer.add_rows(row, [index], lambda _, seen=seen, inputs=inputs,
                                     heat=analysis.heat: (seen.rgb, inputs[0],
                                                          {m: h[0] for m, h in heat.items()}))
                 else:
                     summary.add(row, [index])
+                if publisher is not None:
+                    publisher.publish(picture, values)
                 loop.frames += 1
                 if math.isfinite(seen.lateral_offset):
                     loop.offset_squares += seen.lateral_offset ** 2
-                for column, values in loop.latency_ms.items():
-                    values.append(float(row[column].iat[0]))
+                for column, values_ms in loop.latency_ms.items():
+                    values_ms.append(float(values[column]))
                 if loop.stopped:
                     break
-                if window is not None:  # show the drive in real time, not faster
+                if window is not None or publisher is not None:  # real time, not faster
                     time.sleep(max(0.0, 1.0 / options.fps - (time.perf_counter() - tick)))
         except KeyboardInterrupt:
             loop.stopped = True
@@ -485,7 +505,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, town=args.town, timeout=args.timeout,
         overwrite=args.overwrite, unsafe_model=args.unsafe_model,
         event_window_s=args.event_window, video_size=args.video_size,
-        video_quality=args.video_quality, embed_video=args.embed_video)
+        video_quality=args.video_quality, embed_video=args.embed_video, serve=args.serve)
     summary = live(args.model, options)
     latency = summary["latency_ms"]["total"]
     line = (f"live {summary['world']}: {summary['frames']} frames, {options.drive} drives, "

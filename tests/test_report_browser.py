@@ -5,18 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from support import CHROMIUM, chromium_command
 
 from drive_viz.report.html import write_report
 
 EVIL = "</script><script>alert('x')</script><img src=x onerror=alert(1)>"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _summary(recording: str, camera: str, reason: str, video: bool = True) -> dict:
@@ -125,11 +124,10 @@ def test_report_loads_in_headless_chromium_and_video_plays(tmp_path) -> None:
                  {"by_error": [], "off_road": []})
     page = (run / "report.html").read_text()
     (run / "hooked.html").write_text(page.replace("<head>", "<head>\n" + HOOK, 1))
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-               "--disable-background-networking", "--disable-component-update",
-               "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-               "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=20000",
-               "--dump-dom", (run / "hooked.html").as_uri()]
+    command = chromium_command(tmp_path / "profile",
+                               "--autoplay-policy=no-user-gesture-required",
+                               "--virtual-time-budget=20000", "--dump-dom",
+                               (run / "hooked.html").as_uri())
     dom = subprocess.run(command, capture_output=True, text=True, timeout=90).stdout
     match = re.search(r'<pre id="test-result">(.*?)</pre>', dom, re.S)
     assert match, f"the page did not finish: {dom[-500:]}"
