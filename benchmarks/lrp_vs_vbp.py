@@ -25,7 +25,7 @@ from attention import best_seconds_per_call  # noqa: E402
 
 from drive_viz.attention import AttentionEngine  # noqa: E402
 from drive_viz.attention.evaluate import spearman_rows  # noqa: E402
-from drive_viz.model.dave2 import load_steering_model, model_preprocessing  # noqa: E402
+from drive_viz.model.dave2 import load_steering_model, model_contract  # noqa: E402
 from drive_viz.model.preprocess import preprocess_batch  # noqa: E402
 from drive_viz.recording.reader import open_recording  # noqa: E402
 
@@ -59,7 +59,7 @@ def main() -> int:
     rows = np.unique(np.linspace(0, len(recording) - 1, args.frames).round().astype(int))
     camera = recording.cameras[0]
     inputs = preprocess_batch([recording.image(int(r), camera) for r in rows],
-                              model_preprocessing(args.model))
+                              model_contract(args.model))
     maps = AttentionEngine(model, ("visualbackprop", *LRP))(inputs).maps
     agreement = {}
     for name in LRP:

@@ -67,12 +67,12 @@ def files(tmp_path_factory) -> dict[str, Path]:
 # --- stage 1: decode ---------------------------------------------------------------------------
 
 def test_decode_stage_skips_a_corrupt_frame_and_counts_it(files) -> None:
-    from drive_viz.model.preprocess import DEFAULT_PREPROCESSING
+    from drive_viz.model.contract import DAVE2_CONTRACT
     from drive_viz.runs.replay import ReplayOptions, decode_batch, select_rows
 
     drive = select_rows(files["recording"], ReplayOptions(start=2, end=7, progress=False))
     assert drive.rows == [2, 3, 4, 5, 6]
-    decoded = decode_batch(drive, DEFAULT_PREPROCESSING, list(enumerate(drive.rows)))
+    decoded = decode_batch(drive, DAVE2_CONTRACT, list(enumerate(drive.rows)))
     assert decoded.batch.rows == [2, 3, 5, 6]
     assert decoded.batch.positions == [0, 1, 3, 4]  # the video keeps the drive's positions
     assert [row for row, _ in decoded.skips] == [CORRUPT_ROW]
@@ -93,11 +93,11 @@ def test_analyse_stage_columns(files, model_key, empty) -> None:
     from drive_viz.analysis import FrameAnalyzer
     from drive_viz.attention.stats import MAP_STATISTICS
     from drive_viz.model.dave2 import load_steering_model
-    from drive_viz.model.preprocess import DEFAULT_PREPROCESSING
+    from drive_viz.model.contract import DAVE2_CONTRACT
     from drive_viz.runs.replay import ReplayOptions, analyse_batch, decode_batch, select_rows
 
     drive = select_rows(files["recording"], ReplayOptions(end=4, progress=False))
-    batch = decode_batch(drive, DEFAULT_PREPROCESSING, list(enumerate(drive.rows))).batch
+    batch = decode_batch(drive, DAVE2_CONTRACT, list(enumerate(drive.rows))).batch
     analyzer = FrameAnalyzer(load_steering_model(files[model_key]), ("saliency", "gradcam"),
                              with_video=False)
     table = analyse_batch(analyzer, drive, batch).table
@@ -186,19 +186,19 @@ def test_gallery_entries_say_what_ranked_them() -> None:
 # --- the writer --------------------------------------------------------------------------------
 
 def test_writer_leaves_no_folder_after_a_failed_run(tmp_path) -> None:
-    from drive_viz.model.preprocess import DEFAULT_PREPROCESSING
+    from drive_viz.model.contract import DAVE2_CONTRACT
     from drive_viz.runs.writer import RunWriter
 
     summary = RunSummary(("saliency",), "saliency", 10.0)
     out = tmp_path / "new" / "run"
-    with pytest.raises(RuntimeError), RunWriter(out, summary, DEFAULT_PREPROCESSING,
+    with pytest.raises(RuntimeError), RunWriter(out, summary, DAVE2_CONTRACT,
                                                 video_fps=10.0):
         assert out.is_dir()
         raise RuntimeError("a stage failed")
     assert not out.exists()
     kept = tmp_path / "mine"
     kept.mkdir()  # the user's own empty folder: emptied of partial files, not removed
-    with pytest.raises(RuntimeError), RunWriter(kept, summary, DEFAULT_PREPROCESSING):
+    with pytest.raises(RuntimeError), RunWriter(kept, summary, DAVE2_CONTRACT):
         raise RuntimeError("a stage failed")
     assert kept.is_dir() and list(kept.iterdir()) == []
 
