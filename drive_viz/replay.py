@@ -46,6 +46,7 @@ from drive_viz.analysis import (
     check_methods,
 )
 from drive_viz.errors import DriveVizError, FrameError
+from drive_viz.model.dave2 import LoadedModel, load_model
 from drive_viz.model.preprocess import (
     Preprocessing,
     input_to_rgb,
@@ -242,14 +243,14 @@ def _jpeg_data_uri(rgb: np.ndarray, quality: int = 80) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.tobytes()).decode("ascii")
 
 
-def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
+def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out: str | Path,
            options: ReplayOptions = ReplayOptions()) -> dict[str, Any]:
     """Replay a recording through a model (see the module docstring); returns the summary.
 
-    Everything that can be refused (recording, model, methods, camera, range, RUN folder) is
-    checked before any frame is processed.
+    ``model_path``: a model file, or a ``LoadedModel`` to reuse one already loaded (a fleet
+    worker replays many recordings with one). Everything that can be refused (recording,
+    model, methods, camera, range, RUN folder) is checked before any frame is processed.
     """
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
     from drive_viz.recording.reader import open_recording
 
     rec = open_recording(recording_path)
@@ -263,8 +264,9 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     if not positions_rows:
         raise DriveVizError(f"{rec.path}: no frames in rows {options.start}..{end} "
                             f"(the recording has {len(rec)} rows)")
-    model = load_steering_model(model_path, unsafe=options.unsafe_model)
-    prep = model_preprocessing(model_path)
+    loaded = model_path if isinstance(model_path, LoadedModel) \
+        else load_model(model_path, unsafe=options.unsafe_model)
+    model, prep = loaded.model, loaded.preprocessing
     outputs = RunFolder(Path(out), OUTPUT_FILES, options.overwrite)
 
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=options.video,
@@ -430,7 +432,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         if accumulator.count == 0:
             raise DriveVizError(f"{rec.path}: every selected frame was unreadable "
                                 f"({sum(skip_reasons.values())} skipped); nothing to replay")
-        summary = _summary(rec, camera, model_path, options, end, positions_rows, accumulator,
+        summary = _summary(rec, camera, loaded.name, options, end, positions_rows, accumulator,
                            skipped, skip_reasons, mask_problems, by_error, off_road, elapsed,
                            fps, with_masks)
         from drive_viz.report.html import write_report

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,26 @@ def load_steering_model(path: str | Path, *, unsafe: bool = False) -> Any:
                          f"{message[:300]})") from None
     check_model_fits(model, where=str(path))
     return model
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A steering model loaded once, to replay many recordings with: the Keras ``model``
+    (input (N, 66, 200, 3), output (N, 1)), the ``preprocessing`` from its card, and the
+    ``name`` that summaries give it (the file as the user gave it, even when it was loaded
+    from a copy, as fleet workers do)."""
+
+    model: Any
+    preprocessing: Preprocessing
+    name: str
+
+
+def load_model(path: str | Path, *, unsafe: bool = False,
+               named: str | Path | None = None) -> LoadedModel:
+    """``load_steering_model`` and ``model_preprocessing`` of ``path`` in one object, named
+    ``named`` (default: ``path``)."""
+    model = load_steering_model(path, unsafe=unsafe)
+    return LoadedModel(model, model_preprocessing(path), str(named or path))
 
 
 def check_model_fits(model: Any, where: str = "model") -> None:

@@ -1,7 +1,9 @@
 """The report page template: markers ``{{NAME}}`` are filled once by ``html.write_report``.
 
 The inline script reads its data only from the JSON block ``#report-data``, draws one SVG
-line plot per entry of ``plots``, and seeks the video when a plot or gallery card is clicked.
+line plot per entry of ``plots``, and seeks the video when a plot or gallery card is clicked,
+or to the frame nearest recording time T when the URL ends with ``#t=T`` (seconds, the ``t``
+column; the fleet report links its worst events so).
 When it has drawn everything it sets ``data-report-ready="1"`` on ``<body>``.
 """
 
@@ -144,16 +146,32 @@ ul.skipped { font-size: 12px; color: #ccc; }
     return lo;
   }
 
-  if (video && data.videoFps) {
-    video.addEventListener("timeupdate", function () {
-      var i = nearest(Math.floor(video.currentTime * data.videoFps));
-      drawn.forEach(function (plot) {
-        var px = plot.x(i).toFixed(1);
-        plot.cursor.setAttribute("x1", px);
-        plot.cursor.setAttribute("x2", px);
-      });
+  function showCursor(i) {
+    drawn.forEach(function (plot) {
+      var px = plot.x(i).toFixed(1);
+      plot.cursor.setAttribute("x1", px);
+      plot.cursor.setAttribute("x2", px);
     });
   }
+
+  if (video && data.videoFps) {
+    video.addEventListener("timeupdate", function () {
+      showCursor(nearest(Math.floor(video.currentTime * data.videoFps)));
+    });
+  }
+
+  function seekFragment() {
+    var match = /^#t=(-?[0-9.]+)/.exec(window.location.hash);
+    if (!match || !data.t.length) { return; }
+    var wanted = parseFloat(match[1]), best = 0;
+    data.t.forEach(function (t, i) {
+      if (t !== null && Math.abs(t - wanted) < Math.abs(data.t[best] - wanted)) { best = i; }
+    });
+    showCursor(best);
+    seek(data.videoIndex[best]);
+  }
+  seekFragment();
+  window.addEventListener("hashchange", seekFragment);
   Array.prototype.forEach.call(document.querySelectorAll(".card"), function (card) {
     card.addEventListener("click", function () {
       seek(parseInt(card.getAttribute("data-video-index"), 10));
