@@ -1,0 +1,1 @@
+"""Runs: the run writer, replay's pipeline stages, compare and the fleet (Ray)."""
