@@ -74,20 +74,27 @@ class FrameAnalyzer:
     ``model``: a loaded steering model; ``methods``: attention method names (``METHODS``);
     ``target``: what the maps explain (text form, see ``parse_target``); ``with_video``:
     also tile the conv1 activation grid; ``batch_size``: pad smaller batches to this many
-    frames so one traced shape serves the whole run (None: no padding).
+    frames so one traced shape serves the whole run (None: no padding); ``engines``: a cache
+    of engines for this ``model`` by (methods, target), kept by the caller so that analyzers
+    made one after the other (a fleet worker's replays) reuse one traced engine (it holds no
+    state between calls).
     """
 
     def __init__(self, model: Any, methods: Sequence[str] = DEFAULT_METHODS,
                  target: str = "steer", *, with_video: bool = True,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, engines: dict | None = None) -> None:
         from drive_viz.attention import AttentionEngine
         from drive_viz.attention.targets import parse_target
 
         self.methods = tuple(methods)
         self.with_video = with_video
         self.batch_size = batch_size
-        self.engine = AttentionEngine(model, methods=self.methods, target=parse_target(target),
-                                      activation_layers=(ACTIVATION_LAYER,))
+        key = (self.methods, target)
+        self.engine = (engines or {}).get(key) or AttentionEngine(
+            model, methods=self.methods, target=parse_target(target),
+            activation_layers=(ACTIVATION_LAYER,))
+        if engines is not None:
+            engines[key] = self.engine
         self.scales = {m: RunningScale() for m in self.methods}
         self.layer_scale: Any = None
         self._previous_maps: dict[str, np.ndarray | None] = dict.fromkeys(self.methods)

@@ -270,7 +270,7 @@ def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out
     outputs = RunFolder(Path(out), OUTPUT_FILES, options.overwrite)
 
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=options.video,
-                             batch_size=options.batch_size)
+                             batch_size=options.batch_size, engines=loaded.engines)
     fps = rec.fps / options.stride
     steering = rec.steering()
     frame_numbers = rec.table["frame"].to_numpy(np.int64)

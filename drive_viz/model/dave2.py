@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -127,11 +127,13 @@ class LoadedModel:
     """A steering model loaded once, to replay many recordings with: the Keras ``model``
     (input (N, 66, 200, 3), output (N, 1)), the ``preprocessing`` from its card, and the
     ``name`` that summaries give it (the file as the user gave it, even when it was loaded
-    from a copy, as fleet workers do)."""
+    from a copy, as fleet workers do), and ``engines``: the attention engines traced for it
+    so far (see ``FrameAnalyzer``)."""
 
     model: Any
     preprocessing: Preprocessing
     name: str
+    engines: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def load_model(path: str | Path, *, unsafe: bool = False,

@@ -231,20 +231,23 @@ def _replay_task(blob_box: list[Any], digest: str, recording: str, name: str, ou
                  options: ReplayOptions) -> dict[str, Any]:
     """Ray task: replay ``recording`` into ``out/runs/name`` and its dataset partition.
 
-    Returns ``{"name", "status": "ok" | "failed", "reason", "summary", "seconds", "pid",
-    "model_loads"}``; a recording's own failure is returned, never raised."""
+    Returns ``{"name", "status": "ok" | "failed", "reason", "summary", "seconds" (the whole
+    task), "replay_seconds" (``replay`` alone), "pid", "model_loads" (this process's, so far)}``;
+    a recording's own failure is returned, never raised."""
     started = time.perf_counter()
     runs = Path(out) / RUNS_DIR
     partial, final = partial_path(runs / name), runs / name
     result: dict[str, Any] = {"name": name, "status": "failed", "reason": None,
-                              "summary": None, "pid": os.getpid()}
+                              "summary": None, "pid": os.getpid(), "replay_seconds": None}
     try:
         loaded = _worker_model(blob_box, digest, options.unsafe_model)
         if isinstance(loaded, str):
             raise DriveVizError(loaded)
         shutil.rmtree(partial, ignore_errors=True)  # left by an attempt whose worker died
+        tick = time.perf_counter()
         summary = replay(recording, loaded, partial,
                          dataclasses.replace(options, overwrite=False, progress=False))
+        result["replay_seconds"] = time.perf_counter() - tick
         partition = Path(out) / FRAMES_DIR / f"recording={name}"
         partition.mkdir(parents=True, exist_ok=True)
         with atomic_output(partition / PART_FILE) as tmp:
@@ -511,8 +514,8 @@ def _run_tasks(ray: Any, blob: dict[str, Any], digest: str, todo: list[str],
             _remove_partials(out, [name])
         entries[name] = _entry(name, by_name[name], result["status"], result["reason"],
                                result["summary"], result["seconds"], False)
-        entries[name]["worker"] = {"pid": result.get("pid"),
-                                   "model_loads": result.get("model_loads")}
+        entries[name]["worker"] = {key: result.get(key)
+                                   for key in ("pid", "model_loads", "replay_seconds")}
         progress.update(entries[name]["frames"] or 0)
 
 
