@@ -258,3 +258,34 @@ def test_without_ray_says_how_to_install(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "pip install" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_ctrl_c_keeps_complete_runs_and_removes_partial_ones(world, tmp_path):
+    import signal
+    import time
+
+    from drive_viz.sim.synth import write_synthetic_recording
+
+    long = write_synthetic_recording(tmp_path / "long", frames=160, seed=7)
+    out = tmp_path / "F"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    command = [sys.executable, "-m", "drive_viz.cli", "fleet",
+               str(world["recordings"]["c/other"]), str(long),
+               str(world["recordings"]["a/drive"]), "--model", str(world["model"]),
+               "--out", str(out), "--workers", "1", "--quiet"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 300
+    while not (out / "runs" / "other").is_dir() and process.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.strip().endswith("drive-viz: interrupted")
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["other"]
+    assert sorted(p.name for p in (out / "frames").iterdir()) == ["recording=other"]
+    _no_partials(out)
+    data = json.loads((out / "fleet.json").read_text())
+    assert [(e["name"], e["status"]) for e in data["recordings"]] == [
+        ("other", "ok"), ("long", "interrupted"), ("drive", "interrupted")]

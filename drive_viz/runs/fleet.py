@@ -47,6 +47,7 @@ PART_FILE = "part-0.parquet"
 #: How often Ray runs a recording again after its worker process died (not after a failure
 #: of the recording itself, which is reported).
 MAX_RETRIES = 2
+TASK_OPTIONS = {"num_cpus": 1, "max_retries": MAX_RETRIES}
 #: Test-only fault injection (``_crash_if_planned``): a folder; a file named after a recording
 #: in it makes the worker replaying that recording exit abruptly once, before publishing.
 CRASH_PLAN_ENV = "DRIVE_VIZ_FLEET_CRASH_PLAN"
@@ -450,8 +451,11 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
                for name in summaries}
     started_ray, workers = _connect(ray, fleet) if todo else (False, 0)
     pending: dict[Any, str] = {}
+    prepared = False
     try:
+        box = _ship_model(ray, blob, digest, options) if todo else []
         _prepare_folder(out, fleet)
+        prepared = True
         for name in summaries:  # a resumed run whose partition was lost gets it back
             part = out / FRAMES_DIR / f"recording={name}" / PART_FILE
             if not part.is_file():
@@ -461,7 +465,7 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
         progress = _Progress(len(names), len(summaries), fleet.progress)
         try:
             if todo:
-                _run_tasks(ray, blob, digest, todo, by_name, out, options, workers, pending,
+                _run_tasks(ray, box, digest, todo, by_name, out, options, workers, pending,
                            entries, progress)
         finally:
             progress.close()
@@ -473,6 +477,8 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
             started_ray = False
         elif pending:
             ray.wait(list(pending), num_returns=len(pending), timeout=10)
+        if not prepared:
+            raise
         _remove_partials(out, todo)
         for name in names:
             entries.setdefault(name, _entry(name, by_name[name], "interrupted",
@@ -485,19 +491,25 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
     return _finish(out, blob["name"], digest, options, fleet, workers, names, entries, started)
 
 
-def _run_tasks(ray: Any, blob: dict[str, Any], digest: str, todo: list[str],
-               by_name: dict[str, str], out: Path, options: ReplayOptions, workers: int,
-               pending: dict[Any, str], entries: dict[str, dict[str, Any]],
-               progress: _Progress) -> None:
-    """Ship the model, check it loads, then keep ``workers`` recordings in flight (Ray's
-    own backpressure pattern) until every one of ``todo`` has an entry."""
+def _ship_model(ray: Any, blob: dict[str, Any], digest: str,
+                options: ReplayOptions) -> list[Any]:
+    """Put the model into the object store once; check in a worker that it loads and that
+    the methods and target are valid (DriveVizError otherwise). Returns ``[ref]``."""
     box = [ray.put(blob)]
-    task_options = {"num_cpus": 1, "max_retries": MAX_RETRIES}
-    error = ray.get(ray.remote(_check_inputs).options(**task_options).remote(
+    error = ray.get(ray.remote(_check_inputs).options(**TASK_OPTIONS).remote(
         box, digest, options))
     if error is not None:
         raise DriveVizError(error)
-    task = ray.remote(_replay_task).options(**task_options)
+    return box
+
+
+def _run_tasks(ray: Any, box: list[Any], digest: str, todo: list[str],
+               by_name: dict[str, str], out: Path, options: ReplayOptions, workers: int,
+               pending: dict[Any, str], entries: dict[str, dict[str, Any]],
+               progress: _Progress) -> None:
+    """Keep ``workers`` recordings in flight (Ray's own backpressure pattern: ``ray.wait``
+    for one, submit the next) until every one of ``todo`` has an entry."""
+    task = ray.remote(_replay_task).options(**TASK_OPTIONS)
     queue = list(reversed(todo))
     while queue or pending:
         while queue and len(pending) < workers:
