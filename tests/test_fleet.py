@@ -162,6 +162,22 @@ def test_each_worker_loads_the_model_once(fleet):
     assert 1 <= len({w["pid"] for w in workers}) <= 2
 
 
+def test_anomaly_score_is_the_mean_mid_rank_fraction():
+    from drive_viz.report.fleet import anomaly_scores
+
+    def drive(name, off_road, corr, dead):
+        return {"name": name, "attention": {"off_road_share": off_road, "temporal_corr": corr,
+                                            "conv1_dead_share": dead}}
+
+    scores = anomaly_scores([drive("a", 0.5, 0.9, 0.0), drive("b", 0.1, 0.2, 0.0),
+                             drive("c", 0.3, None, 0.0)])
+    # off road: a worst (3/3), c (2/3), b (1/3); low correlation: b worst (2/2), a (1/2);
+    # dead filters all tied: mid-rank 2 of 3 for everyone
+    assert scores["a"] == pytest.approx((1 + 1 / 2 + 2 / 3) / 3)
+    assert scores["b"] == pytest.approx((1 / 3 + 1 + 2 / 3) / 3)
+    assert scores["c"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
 def test_ranked_by_mae_in_report(fleet):
     out, data = fleet
     report = (out / "report.html").read_text()
@@ -228,6 +244,23 @@ def test_existing_fleet_is_refused_without_resume_or_overwrite(world, fleet):
     with pytest.raises(DriveVizError, match="already exists"):
         run_fleet([world["recordings"]["a/drive"]], world["model"], out, OPTIONS, QUIET)
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize("problem", ["methods", "model"])
+def test_bad_input_is_refused_before_anything_is_written(world, tmp_path, problem):
+    from drive_viz.errors import DriveVizError
+
+    model, options = world["model"], OPTIONS
+    if problem == "model":
+        model = tmp_path / "broken.keras"
+        model.write_bytes(b"not a zip")
+    else:
+        options = ReplayOptions(methods=("saliency", "tea-leaves"), video=False)
+    out = tmp_path / "F"
+    with pytest.raises(DriveVizError, match="tea-leaves" if problem == "methods"
+                       else "broken.keras: not a Keras model archive"):
+        run_fleet([world["recordings"]["a/drive"]], model, out, options, QUIET)
+    assert not out.exists()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -9,8 +9,9 @@ a line at the median). Every string from a recording is escaped with ``html.esca
 The anomaly rank combines three per-drive means of the main method's map statistics, each
 ranked across the fleet: attention off the road (``1 - road_share``, high is worse; recordings
 without masks have none), temporal correlation of consecutive maps (low is worse) and the
-share of dead conv1 filters (high is worse). A drive's score is the mean of its rank fractions
-(1 = the worst drive on that statistic), over the statistics it has.
+share of dead conv1 filters (high is worse). A drive's rank fraction on a statistic is its
+mid-rank among the n drives that have it, divided by n (1 = the worst; tied drives share it);
+its score is the mean of its rank fractions over the statistics it has.
 """
 
 from __future__ import annotations
@@ -76,11 +77,12 @@ def anomaly_scores(entries: list[dict[str, Any]]) -> dict[str, float | None]:
     statistics. ``entries``: fleet.json recordings with status ok."""
     fractions: dict[str, list[float]] = {e["name"]: [] for e in entries}
     for key, _, high_is_bad in ANOMALIES:
-        valued = [(e["attention"][key], e["name"]) for e in entries
-                  if e["attention"].get(key) is not None]
-        valued.sort(reverse=not high_is_bad)  # worst first
-        for k, (_, name) in enumerate(valued):
-            fractions[name].append(1.0 - k / len(valued))
+        valued = {e["name"]: e["attention"][key] * (1 if high_is_bad else -1) for e in entries
+                  if e["attention"].get(key) is not None}
+        values = np.array(list(valued.values()), np.float64)
+        for name, value in valued.items():  # mid-rank: ties share their rank
+            below, tied = (values < value).sum(), (values == value).sum()
+            fractions[name].append(float(below + (tied + 1) / 2) / len(values))
     return {name: float(np.mean(f)) if f else None for name, f in fractions.items()}
 
 
