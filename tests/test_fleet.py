@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -322,3 +324,54 @@ def test_ctrl_c_keeps_complete_runs_and_removes_partial_ones(world, tmp_path):
     data = json.loads((out / "fleet.json").read_text())
     assert [(e["name"], e["status"]) for e in data["recordings"]] == [
         ("other", "ok"), ("long", "interrupted"), ("drive", "interrupted")]
+
+
+FRAGMENT_HOOK = """<script>
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var out = document.createElement("pre");
+    out.id = "test-result";
+    out.textContent = String(document.getElementById("video").currentTime);
+    document.body.appendChild(out);
+  }, 2000);
+});
+</script>"""
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),
+                    reason="chromium is not installed")
+def test_run_report_seeks_to_the_time_in_its_url_fragment(tmp_path):
+    """The fleet links a drive's report at recording time T as report.html#t=T: the page
+    seeks its video to the frame nearest T (frame k of a 10 fps video spans k/10..(k+1)/10 s;
+    the report seeks to its middle)."""
+    from drive_viz.render.video import H264Writer
+    from drive_viz.report.html import write_report
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with H264Writer(run / "annotated.mp4", fps=10.0) as writer:
+        for _ in range(20):
+            writer.write(np.full((720, 1280, 3), 40, np.uint8))
+    frames = pd.DataFrame({"frame": np.arange(20), "t": 5.0 + np.arange(20) / 10,
+                           "steer_true": np.zeros(20), "steer_pred": np.zeros(20),
+                           "abs_error": np.zeros(20)})
+    summary = {"recording": "/data/rec", "source": "synthetic", "model": "m.keras",
+               "parameters": {"methods": ["saliency"], "camera": "center", "target": "steer",
+                              "start": 0, "end": 20, "stride": 1},
+               "frames": {"selected": 20, "replayed": 20, "skipped": 0},
+               "steering": {"mae": 0.0, "rmse": 0.0, "correlation": None},
+               "statistics": {"saliency": {}}, "skipped": {"count": 0, "frames": []},
+               "timing": {"frames_per_second": 100.0}, "video": {"fps": 10.0}}
+    write_report(run / "report.html", summary, frames, {"by_error": [], "off_road": []})
+    page = (run / "report.html").read_text()
+    (run / "hooked.html").write_text(page.replace("<head>", "<head>\n" + FRAGMENT_HOOK, 1))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    # recording time 6.23 s is nearest frame 12 (t = 6.2 s), shown from 1.2 to 1.3 s
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+               "--dump-dom", (run / "hooked.html").as_uri() + "#t=6.23"]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=90).stdout
+    match = re.search(r'<pre id="test-result">(.*?)</pre>', dom)
+    assert match, dom[-300:]
+    assert 1.2 < float(match.group(1)) < 1.3
