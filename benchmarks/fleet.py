@@ -7,12 +7,14 @@ fleet's wall time excludes the cluster's start: a local cluster of 1 CPU, one of
 two nodes of 1 CPU each started on this machine with ``ray.cluster_utils.Cluster``. Replays
 run without video (the fleet's default). Reported per configuration: the fleet's wall time,
 frames/s, the scaling against one worker, the sum of the replays' own time (``replay`` inside
-the task), and the overhead per recording beyond the replay itself:
-``(wall x workers - sum of replay seconds) / recordings``: everything a worker's CPU slot spent
-on other things (its start, TensorFlow's import and the model's load, shipping, dispatch, the
-dataset copy and publishing, idle time at the end) spread over the recordings. It then checks
-that every run's per-frame table is identical across the configurations (timing columns
-aside). Targets on 2 cores: 2 workers >= 1.7x one worker; <= 1 s overhead per recording.
+the task), and what the fleet costs beyond the replays: "start", from ``run_fleet``'s call
+to the first replay (shipping the model, starting a worker process, importing TensorFlow and
+loading the model), "loads", the other workers' model loads in their first task, and the
+overhead per recording, ``(wall x workers - replay seconds - start x workers - loads) /
+recordings``: dispatch, the dataset copy, publishing, fleet.json and the report, and idle
+worker time (the other workers during the start, an uneven last round). "ray s" is the
+cluster's own start, before the fleet. It then checks that every run's per-frame table is
+identical across the configurations (timing columns aside). Targets on 2 cores: 2 workers >= 1.7x one worker; <= 1 s overhead per recording.
 Writes benchmarks/results/fleet.json. All figures come from one run: compare ratios.
 """
 
@@ -84,7 +86,7 @@ def main() -> None:
             start_seconds = time.perf_counter() - tick
             try:
                 out = root / config.replace(" ", "-")
-                tick = time.perf_counter()
+                tick, began = time.perf_counter(), time.time()
                 data = run_fleet(recordings, model, out, options, FleetOptions(progress=False))
                 wall = time.perf_counter() - tick
             finally:
@@ -94,13 +96,17 @@ def main() -> None:
             entries = data["recordings"]
             assert data["counts"]["ok"] == args.recordings, data["counts"]
             replay_seconds = sum(e["worker"]["replay_seconds"] for e in entries)
+            start = min(e["worker"]["replay_started_at"] for e in entries) - began
+            loads = sum(e["worker"]["load_seconds"] for e in entries)
+            one_time = start * workers + loads
             frames = data["frames"]
             tables[config] = _tables(out, [e["name"] for e in entries])
             rows.append({"config": config, "workers": workers, "start_seconds": start_seconds,
                          "wall_seconds": wall, "frames": frames,
                          "frames_per_second": frames / wall,
                          "replay_seconds_sum": replay_seconds,
-                         "overhead_per_recording": (wall * workers - replay_seconds)
+                         "fleet_start_seconds": start, "worker_load_seconds": loads,
+                         "overhead_per_recording": (wall * workers - replay_seconds - one_time)
                          / args.recordings,
                          "worker_processes": len({e["worker"]["pid"] for e in entries})})
     base = rows[0]["frames_per_second"]
@@ -122,12 +128,14 @@ def main() -> None:
         differences[config] = worst
 
     print(f"{args.recordings} recordings x {args.frames} frames, no video")
-    print(f"{'config':<10} {'start s':>8} {'wall s':>7} {'frames/s':>9} {'scaling':>8} "
-          f"{'replay s':>9} {'overhead s/rec':>15} {'max |diff|':>11}")
+    print(f"{'config':<10} {'ray s':>6} {'wall s':>7} {'frames/s':>9} {'scaling':>8} "
+          f"{'replay s':>9} {'start s':>8} {'loads s':>8} {'overhead s/rec':>15} "
+          f"{'max |diff|':>11}")
     for row in rows:
-        print(f"{row['config']:<10} {row['start_seconds']:>8.1f} {row['wall_seconds']:>7.1f} "
+        print(f"{row['config']:<10} {row['start_seconds']:>6.1f} {row['wall_seconds']:>7.1f} "
               f"{row['frames_per_second']:>9.1f} {row['scaling']:>8.2f} "
-              f"{row['replay_seconds_sum']:>9.1f} {row['overhead_per_recording']:>15.2f} "
+              f"{row['replay_seconds_sum']:>9.1f} {row['fleet_start_seconds']:>8.1f} "
+              f"{row['worker_load_seconds']:>8.1f} {row['overhead_per_recording']:>15.2f} "
               f"{differences[row['config']]:>11.2g}")
     results = Path(__file__).resolve().parent / "results"
     results.mkdir(exist_ok=True)

@@ -233,19 +233,23 @@ def _replay_task(blob_box: list[Any], digest: str, recording: str, name: str, ou
     """Ray task: replay ``recording`` into ``out/runs/name`` and its dataset partition.
 
     Returns ``{"name", "status": "ok" | "failed", "reason", "summary", "seconds" (the whole
-    task), "replay_seconds" (``replay`` alone), "pid", "model_loads" (this process's, so far)}``;
+    task), "load_seconds" (getting the model: 0 once loaded), "replay_seconds" (``replay``
+    alone), "replay_started_at" (Unix time), "pid", "model_loads" (this process's, so far)}``;
     a recording's own failure is returned, never raised."""
     started = time.perf_counter()
     runs = Path(out) / RUNS_DIR
     partial, final = partial_path(runs / name), runs / name
     result: dict[str, Any] = {"name": name, "status": "failed", "reason": None,
-                              "summary": None, "pid": os.getpid(), "replay_seconds": None}
+                              "summary": None, "pid": os.getpid(), "replay_seconds": None,
+                              "load_seconds": None, "replay_started_at": None}
     try:
         loaded = _worker_model(blob_box, digest, options.unsafe_model)
+        result["load_seconds"] = time.perf_counter() - started
         if isinstance(loaded, str):
             raise DriveVizError(loaded)
         shutil.rmtree(partial, ignore_errors=True)  # left by an attempt whose worker died
         tick = time.perf_counter()
+        result["replay_started_at"] = time.time()
         summary = replay(recording, loaded, partial,
                          dataclasses.replace(options, overwrite=False, progress=False))
         result["replay_seconds"] = time.perf_counter() - tick
@@ -527,7 +531,8 @@ def _run_tasks(ray: Any, box: list[Any], digest: str, todo: list[str],
         entries[name] = _entry(name, by_name[name], result["status"], result["reason"],
                                result["summary"], result["seconds"], False)
         entries[name]["worker"] = {key: result.get(key)
-                                   for key in ("pid", "model_loads", "replay_seconds")}
+                                   for key in ("pid", "model_loads", "load_seconds",
+                                               "replay_seconds", "replay_started_at")}
         progress.update(entries[name]["frames"] or 0)
 
 
