@@ -14,7 +14,8 @@ overhead per recording, ``(wall x workers - replay seconds - start x workers - l
 recordings``: dispatch, the dataset copy, publishing, fleet.json and the report, and idle
 worker time (the other workers during the start, an uneven last round). "ray s" is the
 cluster's own start, before the fleet. It then checks that every run's per-frame table is
-identical across the configurations (timing columns aside). Targets on 2 cores: 2 workers >= 1.7x one worker; <= 1 s overhead per recording.
+identical across the configurations (timing columns aside). Targets on 2 cores: 2 workers
+>= 1.7x one worker; <= 1 s overhead per recording.
 Writes benchmarks/results/fleet.json. All figures come from one run: compare ratios.
 """
 
