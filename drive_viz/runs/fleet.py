@@ -426,8 +426,9 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
     """
     ray = _import_ray()
     started = time.perf_counter()
-    out, model_path = Path(out), Path(model_path)
-    recordings = list(dict.fromkeys(str(r) for r in recordings))
+    # workers may run elsewhere (another working directory, another node): absolute paths
+    out, model_path = Path(out).absolute(), Path(model_path)
+    recordings = list(dict.fromkeys(str(Path(r).absolute()) for r in recordings))
     if not recordings:
         raise DriveVizError("no recordings given")
     if fleet.resume and fleet.overwrite:
