@@ -79,13 +79,16 @@ class FrameAnalyzer:
     maps explain (text form, see ``parse_target``); ``gradcam_layer``: conv layer for
     Grad-CAM (None: ``default_gradcam_layer``); ``with_video``: also tile the first conv
     layer's activation grid; ``batch_size``: pad smaller batches to this many frames so one
-    traced shape serves the whole run (None: no padding).
+    traced shape serves the whole run (None: no padding); ``engines``: a cache of
+    engines for this ``model`` by (methods, target, Grad-CAM layer), kept by the caller so that
+    analyzers made one after the other (a fleet worker's replays) reuse one traced engine (it
+    holds no state between calls).
     """
 
     def __init__(self, model: Any, methods: Sequence[str] = DEFAULT_METHODS,
                  target: str = "steer", *, with_video: bool = True,
                  batch_size: int | None = None, contract: Any = None,
-                 gradcam_layer: str | None = None) -> None:
+                 gradcam_layer: str | None = None, engines: dict | None = None) -> None:
         from drive_viz.attention import AttentionEngine
         from drive_viz.attention.network import Network
         from drive_viz.attention.targets import parse_target
@@ -99,10 +102,13 @@ class FrameAnalyzer:
         #: The first conv layer (by type, in graph order), whose activations are summarized.
         self.activation_layer = network.conv_layers[0]
         self.input_shape = (*network.input_hw, 3)
-        self.engine = AttentionEngine(model, methods=self.methods, target=parse_target(target),
-                                      gradcam_layer=gradcam_layer,
-                                      activation_layers=(self.activation_layer,),
-                                      contract=contract)
+        key = (self.methods, target, gradcam_layer)
+        self.engine = (engines or {}).get(key) or AttentionEngine(
+            model, methods=self.methods, target=parse_target(target),
+            gradcam_layer=gradcam_layer, activation_layers=(self.activation_layer,),
+            contract=contract)
+        if engines is not None:
+            engines[key] = self.engine
         self.scales = {m: RunningScale() for m in self.methods}
         self.layer_scale: Any = None
         self._previous_maps: dict[str, np.ndarray | None] = dict.fromkeys(self.methods)

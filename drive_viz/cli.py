@@ -304,6 +304,42 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.runs.replay:run"))
 
 
+def _add_fleet(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "fleet", help="replay many recordings on Ray (this machine, or a cluster)",
+        description="Replay each recording as 'drive-viz replay' would (no video unless "
+                    "--video) on a Ray cluster: a local one of --workers processes by default, "
+                    "an existing one with --address. Writes FLEET/runs/<name>/ per recording, "
+                    "the Parquet dataset FLEET/frames/recording=<name>/, FLEET/fleet.json and "
+                    "FLEET/report.html. Exits 1 when some recordings failed (listed in "
+                    "fleet.json), 2 on bad input. Needs the 'fleet' extra (Ray).")
+    parser.add_argument("recordings", nargs="*", metavar="REC", help="recording folder(s)")
+    parser.add_argument("--model", required=True, help="steering model (.keras)")
+    parser.add_argument("--out", required=True, help="fleet folder to write")
+    parser.add_argument("--from-list", metavar="FILE", default=None,
+                        help="text file of recording folders, one per line (# comments; "
+                             "relative paths from the file's folder)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to use, host:port (default: start a local one)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="recordings replayed at the same time (default: this machine's "
+                             "cores, or the cluster's CPUs with --address)")
+    parser.add_argument("--video", action="store_true", help="also write annotated.mp4 per run")
+    _add_overlay_options(parser)
+    parser.add_argument("--camera", default=None, help="camera name (default: the first)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="frames per model call (default: %(default)s)")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="keep the complete runs in --out made with the same model and "
+                            "options; replay the rest")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the fleet's outputs in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
+    parser.set_defaults(run=_lazy("drive_viz.runs.fleet:run"))
+
+
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="synthesize a drive and replay it with the shipped model",
@@ -490,8 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "train DAVE-2, replay with saliency maps, live overlay.")
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for add in (_add_info, _add_replay, _add_demo, _add_record, _add_train, _add_import,
-                _add_features, _add_evaluate, _add_synth, _add_live, _add_inspect,
+    for add in (_add_info, _add_replay, _add_fleet, _add_demo, _add_record, _add_train,
+                _add_import, _add_features, _add_evaluate, _add_synth, _add_live, _add_inspect,
                 _add_serve, _add_index):
         add(commands)
     return parser

@@ -92,8 +92,8 @@ def test_decode_stage_skips_a_corrupt_frame_and_counts_it(files) -> None:
 def test_analyse_stage_columns(files, model_key, empty) -> None:
     from drive_viz.analysis import FrameAnalyzer
     from drive_viz.attention.stats import MAP_STATISTICS
-    from drive_viz.model.dave2 import load_steering_model
     from drive_viz.model.contract import DAVE2_CONTRACT
+    from drive_viz.model.dave2 import load_steering_model
     from drive_viz.runs.replay import ReplayOptions, analyse_batch, decode_batch, select_rows
 
     drive = select_rows(files["recording"], ReplayOptions(end=4, progress=False))

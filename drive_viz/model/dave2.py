@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,28 @@ def load_steering_model(path: str | Path, *, unsafe: bool = False,
     check_model_fits(model, model_contract(path) if contract is None else contract,
                      where=str(path))
     return model
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A steering model loaded once, to replay many recordings with: the Keras ``model``
+    (fitting its ``contract``), the ``contract`` from its card, and the
+    ``name`` that summaries give it (the file as the user gave it, even when it was loaded
+    from a copy, as fleet workers do), and ``engines``: the attention engines traced for it
+    so far (see ``FrameAnalyzer``)."""
+
+    model: Any
+    contract: InputContract
+    name: str
+    engines: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+def load_model(path: str | Path, *, unsafe: bool = False,
+               named: str | Path | None = None) -> LoadedModel:
+    """``load_steering_model`` and ``model_contract`` of ``path`` in one object, named
+    ``named`` (default: ``path``)."""
+    model = load_steering_model(path, unsafe=unsafe)
+    return LoadedModel(model, model_contract(path), str(named or path))
 
 
 def check_model_fits(model: Any, contract: InputContract, where: str = "model") -> None:

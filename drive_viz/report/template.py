@@ -5,7 +5,9 @@ which reads its data only from the JSON block ``#report-data``. It draws one uPl
 entry of ``plots`` (time in seconds on x, cursors and zoom shared by all charts: drag to zoom,
 double-click to reset, click to seek), grey bands where a method's map is empty, a playhead
 that follows the video, and the player's controls below the picture. When the video cannot be
-loaded it shows ``#video-missing``. When it has drawn everything it sets
+loaded it shows ``#video-missing``. A URL ending in ``#t=T`` (seconds, the ``t`` column) seeks
+to the frame nearest drive time T (the fleet report links its worst events so). When it has
+drawn everything it sets
 ``data-report-ready="1"`` on ``<body>``; ``window.driveVizReport.plots`` holds the charts.
 """
 
@@ -245,6 +247,19 @@ range (double-click to zoom out); click to seek the video there.</p>
       }
     });
   }
+  function seekFragment() {
+    var match = /^#t=(-?[0-9.]+)/.exec(window.location.hash);
+    if (!match || !data.t.length) { return; }
+    var wanted = parseFloat(match[1]), best = 0;
+    data.t.forEach(function (t, i) {
+      if (t !== null && Math.abs(t - wanted) < Math.abs(data.t[best] - wanted)) { best = i; }
+    });
+    playT = data.t[best];
+    plots.forEach(function (u) { u.redraw(false, false); });
+    seek(data.videoIndex[best]);
+  }
+  seekFragment();
+  window.addEventListener("hashchange", seekFragment);
   Array.prototype.forEach.call(document.querySelectorAll(".card"), function (card) {
     card.addEventListener("click", function () {
       seek(parseInt(card.getAttribute("data-video-index"), 10));

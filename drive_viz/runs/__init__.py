@@ -1,1 +1,2 @@
-"""Runs: the run writer, the summary every run shares, and replay's pipeline stages."""
+"""Runs: the run writer, the summary every run shares, replay's pipeline stages, compare and
+the fleet (Ray)."""

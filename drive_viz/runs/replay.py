@@ -33,6 +33,7 @@ import pandas as pd
 
 from drive_viz.analysis import ACTIVATION_COLUMNS, DEFAULT_METHODS, FrameAnalyzer, check_methods
 from drive_viz.errors import DriveVizError, FrameError, OptionError
+from drive_viz.model.dave2 import LoadedModel, load_model
 from drive_viz.model.plausibility import print_warnings
 from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline
@@ -261,18 +262,19 @@ class OutputStage:
             self.encode(item)
 
 
-def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
+def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out: str | Path,
            options: ReplayOptions = ReplayOptions()) -> dict[str, Any]:
     """Replay a recording through a model (see the module docstring); returns the summary.
 
-    Everything that can be refused (recording, model, camera, range, RUN folder) is checked
-    before any frame is processed; a refused or failed run leaves no output behind.
+    ``model_path``: a model file, or a ``LoadedModel`` to reuse one already loaded (a fleet
+    worker replays many recordings with one). Everything that can be refused (recording,
+    model, camera, range, RUN folder) is checked before any frame is processed; a refused or
+    failed run leaves no output behind.
     """
-    from drive_viz.model.dave2 import load_steering_model, model_contract
-
     drive = select_rows(recording_path, options)
-    model = load_steering_model(model_path, unsafe=options.unsafe_model)
-    prep = model_contract(model_path)
+    loaded = model_path if isinstance(model_path, LoadedModel) \
+        else load_model(model_path, unsafe=options.unsafe_model)
+    model, prep = loaded.model, loaded.contract
     summary = RunSummary(options.methods, options.main_method, drive.fps,
                          off_road=drive.with_masks, event_window_s=options.event_window_s)
     with RunWriter(out, summary, prep, overwrite=options.overwrite,
@@ -281,7 +283,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
                    embed_video=options.video and options.embed_video) as writer:
         analyzer = FrameAnalyzer(model, options.methods, options.target,
                                  with_video=options.video, batch_size=options.batch_size,
-                                 contract=prep, gradcam_layer=options.gradcam_layer)
+                                 contract=prep, gradcam_layer=options.gradcam_layer,
+                                 engines=loaded.engines)
         renderer = OverlayRenderer(options.main_method, options.methods, contract=prep,
                                    timeline=Timeline(drive.steering[drive.rows]),
                                    title=f"{drive.rec.path.name} / {drive.camera}",
@@ -322,7 +325,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
             raise DriveVizError(f"{drive.rec.path}: every selected frame was unreadable "
                                 f"({sum(summary.skip_reasons.values())} skipped); nothing to "
                                 "replay")
-        return writer.publish(_head(drive, model_path, options), len(drive.rows), elapsed,
+        return writer.publish(_head(drive, loaded.name, options), len(drive.rows), elapsed,
                               {"video": _video(drive, summary, options) if options.video
                                else None})
 
