@@ -166,3 +166,7 @@ def test_evaluate_writes_the_chosen_sections(patch_model, tmp_path) -> None:
     for name in methods:
         assert len(report["road"]["morf"][name]) == len(causal.ROAD_FRACTIONS)
         assert 0 <= report["causal_blobs"]["methods"][name]["causal_mass_share"] <= 1 + 1e-12
+    page = (out / "evaluation.html").read_text()
+    assert "<h2>Causal tests</h2>" in page
+    share = report["causal_blobs"]["methods"]["lrp_epsilon"]["causal_mass_share"]
+    assert f"causal blobs: {share:.2f} of the map&#x27;s mass" in page

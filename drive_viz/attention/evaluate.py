@@ -501,7 +501,9 @@ def run(args: argparse.Namespace) -> int:
     lines = verdict_lines(results)
     from drive_viz.report.evaluation import write_evaluation_page
 
-    write_evaluation_page(out / "evaluation.html", report, lines, pictures)
+    write_evaluation_page(out / "evaluation.html", report, lines, pictures, {
+        "Warnings": [warning["message"] for warning in warnings],
+        "Causal tests": summary_lines(causal)})
     print(f"wrote {out / 'evaluation.json'} and evaluation.html ({len(rows)} frames, "
           f"methods: {', '.join(methods)})")
     for method in methods:

@@ -36,10 +36,12 @@ def _cell(value: bool | None, yes: str, no: str) -> str:
 
 def write_evaluation_page(path: str | Path, report: Mapping[str, Any],
                           lines: Mapping[str, list[str]],
-                          pictures: Mapping[str, np.ndarray]) -> None:
+                          pictures: Mapping[str, np.ndarray],
+                          sections: Mapping[str, list[str]] | None = None) -> None:
     """Write ``evaluation.html`` atomically. ``report``: the evaluation.json content (with
     ``verdicts``); ``lines``: the verdict sentences per method; ``pictures``: the plots as RGB
-    uint8 (H, W, 3), shown in this order."""
+    uint8 (H, W, 3), shown in this order; ``sections``: further findings, heading -> lines
+    (warnings, the optional causal tests), shown after the verdicts when not empty."""
     rows = []
     for method, entry in report["verdicts"].items():
         rand, deletion, insertion = (entry[k] for k in ("randomization", "deletion",
@@ -61,6 +63,10 @@ def write_evaluation_page(path: str | Path, report: Mapping[str, Any],
         f"<li><b>{html.escape(method)}</b><ul>"
         + "".join(f"<li>{html.escape(line)}</li>" for line in method_lines) + "</ul></li>"
         for method, method_lines in lines.items())
+    findings = "".join(
+        f"<h2>{html.escape(heading)}</h2><ul>"
+        + "".join(f"<li>{html.escape(line.strip())}</li>" for line in section_lines) + "</ul>"
+        for heading, section_lines in (sections or {}).items() if section_lines)
     images = "".join(
         f"<h2>{html.escape(name.replace('_', ' '))}</h2><img alt='{html.escape(name)}' "
         "src='data:image/png;base64,"
@@ -82,6 +88,7 @@ random does not explain the model. Deletion: removing the most salient pixels fi
 the steering sooner than a random order (higher AUC is better); insertion: adding them back
 first should restore it sooner (lower AUC is better).</p>
 <h2>Verdicts</h2><ul>{sentences}</ul>
+{findings}
 {images}
 </body></html>
 """
