@@ -1,0 +1,301 @@
+"""``drive-viz adopt``: legacy Keras files rebuilt from built-in layers, nothing executed.
+
+Each legacy file is written here with h5py the way Keras 2.0/2.1 (Sequential as a list, Keras 1
+field names), Keras 2.2 (Sequential as a dict, initializers carrying ``dtype``) and tf.keras
+2.x (Functional, several output heads) wrote it, from a network first built in Keras 3 with
+its real Lambda layer: that network's outputs are the reference the adopted model must match.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import marshal
+import struct
+from pathlib import Path
+from typing import Any
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from drive_viz.cli import main
+from drive_viz.errors import ModelError
+from drive_viz.model.lambda_code import code_constants
+from drive_viz.model.legacy import parse_declarations, read_model_file, rebuild
+
+RNG = np.random.default_rng(7)
+
+
+def normalizer(x: Any) -> Any:
+    return x / 127.5 - 1
+
+
+def lambda_field_311() -> list[Any]:
+    """Keras 2's ``func_dump`` of ``lambda x: x / 127.5 - 1`` compiled by this Python."""
+    code = marshal.dumps((lambda x: x / 127.5 - 1).__code__)
+    return [base64.b64encode(code).decode("ascii"), None, None]
+
+
+def marshal_39_lambda() -> bytes:
+    """``lambda x: x / 127.5 - 1`` in Python 3.9's marshal layout (which 3.11 cannot read):
+    code object header of 3.9 (argcount, posonly, kwonly, nlocals, stacksize, flags), 3.9
+    bytecode, then consts, names, varnames, freevars, cellvars, filename, name, firstlineno,
+    lnotab."""
+    def long(v: int) -> bytes:
+        return struct.pack("<i", v)
+
+    bytecode = bytes([124, 0, 100, 0, 27, 0, 100, 1, 24, 0, 83, 0])
+    return (b"\xe3" + long(1) + long(0) + long(0) + long(1) + long(2) + long(0x43)
+            + b"s" + long(len(bytecode)) + bytecode
+            + b")\x02" + b"\xe7" + struct.pack("<d", 127.5) + b"\xe9" + long(1)
+            + b")\x00" + b")\x01\xda\x01x" + b")\x00" + b")\x00"
+            + b"\xfa\x08model.py" + b"\xda\x08<lambda>" + long(12) + b"s" + long(0))
+
+
+def test_marshal_39_blob_is_unreadable_here_but_its_constants_are_found() -> None:
+    raw = marshal_39_lambda()
+    with pytest.raises((ValueError, EOFError, TypeError)):
+        marshal.loads(raw)
+    assert code_constants(raw) == ([127.5, 1], "scanned")
+    assert code_constants(marshal.dumps((lambda x: x / 255.0 - 0.5).__code__)) == (
+        [255.0, 0.5], "unmarshalled")
+
+
+# --------------------------------------------------------------------------------------------
+# Legacy file writers
+
+
+def keras2_weights(model: Any) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """Layer name -> [(Keras 2 weight name, array)] in Keras 2's order (kernel, bias; gamma,
+    beta, moving_mean, moving_variance), which is also Keras 3's."""
+    return {layer.name: [(v.path.rsplit("/", 1)[-1], np.asarray(v.numpy()))
+                         for v in layer.weights]
+            for layer in model.layers if layer.weights}
+
+
+def write_h5(path: Path, config: dict[str, Any], weights: dict[str, list[tuple[str, Any]]],
+             layer_names: list[str], keras_version: str) -> Path:
+    """An HDF5 model file laid out as Keras 2 / tf.keras ``model.save`` wrote it."""
+    with h5py.File(path, "w") as h5:
+        h5.attrs["keras_version"] = keras_version.encode()
+        h5.attrs["backend"] = b"tensorflow"
+        h5.attrs["model_config"] = json.dumps(config).encode()
+        group = h5.create_group("model_weights")
+        group.attrs["layer_names"] = [n.encode() for n in layer_names]
+        for name in layer_names:
+            layer = group.create_group(name)
+            pairs = weights.get(name, [])
+            layer.attrs["weight_names"] = [f"{name}/{w}:0".encode() for w, _ in pairs]
+            for w, array in pairs:
+                layer.create_dataset(f"{name}/{w}:0", data=array)
+        h5.create_group("optimizer_weights")
+    return path
+
+
+def randomize(model: Any) -> Any:
+    for layer in model.layers:
+        for v in layer.weights:
+            scale = 0.3 if "variance" not in v.path else 1.0
+            value = RNG.normal(0, scale, v.shape).astype(np.float32)
+            v.assign(np.abs(value) + 0.5 if "variance" in v.path else value)
+    return model
+
+
+def behavioral_cloning(tmp_path: Path, function: Any) -> tuple[Path, Any]:
+    """Keras 2.0/2.1 Sequential as a LIST with Keras 1 field names: Lambda x/127.5-1 on
+    40x80, Cropping2D, two convs, dense head. Returns the file and the reference network."""
+    reference = randomize(keras.Sequential([
+        keras.Input((40, 80, 3)),
+        keras.layers.Lambda(normalizer, name="lambda_1"),
+        keras.layers.Cropping2D(((10, 4), (0, 0)), name="cropping2d_1"),
+        keras.layers.Conv2D(4, 5, strides=2, activation="relu", name="convolution2d_1"),
+        keras.layers.Conv2D(6, 3, activation="elu", name="convolution2d_2"),
+        keras.layers.Flatten(name="flatten_1"),
+        keras.layers.Dense(10, activation="elu", name="dense_1"),
+        keras.layers.Dropout(0.5, name="dropout_1"),
+        keras.layers.Dense(1, name="dense_2")]))
+    init = {"init": "glorot_uniform", "W_regularizer": None, "b_regularizer": None,
+            "W_constraint": None, "b_constraint": None, "bias": True, "trainable": True}
+    config = {"class_name": "Sequential", "config": [
+        {"class_name": "Lambda", "config": {
+            "name": "lambda_1", "trainable": True, "batch_input_shape": [None, 40, 80, 3],
+            "input_dtype": "float32", "function": function, "function_type": "lambda",
+            "output_shape": None, "output_shape_type": "raw", "arguments": {}}},
+        {"class_name": "Cropping2D", "config": {
+            "name": "cropping2d_1", "trainable": True, "cropping": [[10, 4], [0, 0]],
+            "dim_ordering": "tf"}},
+        {"class_name": "Convolution2D", "config": {
+            "name": "convolution2d_1", "nb_filter": 4, "nb_row": 5, "nb_col": 5,
+            "subsample": [2, 2], "border_mode": "valid", "activation": "relu",
+            "dim_ordering": "tf", **init}},
+        {"class_name": "Convolution2D", "config": {
+            "name": "convolution2d_2", "nb_filter": 6, "nb_row": 3, "nb_col": 3,
+            "subsample": [1, 1], "border_mode": "valid", "activation": "elu",
+            "dim_ordering": "tf", **init}},
+        {"class_name": "Flatten", "config": {"name": "flatten_1", "trainable": True}},
+        {"class_name": "Dense", "config": {"name": "dense_1", "output_dim": 10,
+                                           "activation": "elu", "input_dim": None, **init}},
+        {"class_name": "Dropout", "config": {"name": "dropout_1", "p": 0.5, "trainable": True}},
+        {"class_name": "Dense", "config": {"name": "dense_2", "output_dim": 1,
+                                           "activation": "linear", "input_dim": None, **init}},
+    ]}
+    names = [layer.name for layer in reference.layers]
+    path = write_h5(tmp_path / "model.h5", config, keras2_weights(reference), names, "2.0.8")
+    return path, reference
+
+
+def initializer(name: str) -> dict[str, Any]:
+    """A tf.keras 2.1/2.2 initializer config: carries ``dtype``, which Keras 3 refuses."""
+    return {"class_name": name, "config": {"scale": 1.0, "mode": "fan_avg",
+                                           "distribution": "uniform", "seed": None,
+                                           "dtype": "float32"}}
+
+
+def pilotnet(tmp_path: Path) -> tuple[Path, Any]:
+    """Keras 2.2 dict Sequential with initializers carrying dtype: BatchNormalization as the
+    input normalizer, conv, MaxPooling, conv, dense head (a CARLA PilotNet shape, 36x64)."""
+    reference = randomize(keras.Sequential([
+        keras.Input((36, 64, 3)),
+        keras.layers.BatchNormalization(name="batch_normalization_1"),
+        keras.layers.Conv2D(5, 3, activation="relu", padding="same", name="conv2d_1"),
+        keras.layers.MaxPooling2D(2, name="max_pooling2d_1"),
+        keras.layers.Conv2D(7, 3, strides=2, activation="relu", name="conv2d_2"),
+        keras.layers.Flatten(name="flatten_1"),
+        keras.layers.Dense(8, activation="relu", name="dense_1"),
+        keras.layers.Dense(1, name="dense_2")]))
+    layers = [
+        {"class_name": "BatchNormalization", "config": {
+            "name": "batch_normalization_1", "trainable": True,
+            "batch_input_shape": [None, 36, 64, 3], "dtype": "float32", "axis": -1,
+            "momentum": 0.99, "epsilon": 0.001, "center": True, "scale": True,
+            "beta_initializer": {"class_name": "Zeros", "config": {"dtype": "float32"}},
+            "gamma_initializer": {"class_name": "Ones", "config": {"dtype": "float32"}}}},
+        {"class_name": "Conv2D", "config": {
+            "name": "conv2d_1", "filters": 5, "kernel_size": [3, 3], "strides": [1, 1],
+            "padding": "same", "data_format": "channels_last", "dilation_rate": [1, 1],
+            "activation": "relu", "use_bias": True,
+            "kernel_initializer": initializer("VarianceScaling")}},
+        {"class_name": "MaxPooling2D", "config": {
+            "name": "max_pooling2d_1", "pool_size": [2, 2], "padding": "valid",
+            "strides": [2, 2], "data_format": "channels_last"}},
+        {"class_name": "Conv2D", "config": {
+            "name": "conv2d_2", "filters": 7, "kernel_size": [3, 3], "strides": [2, 2],
+            "padding": "valid", "data_format": "channels_last", "dilation_rate": [1, 1],
+            "activation": "relu", "use_bias": True,
+            "kernel_initializer": initializer("VarianceScaling")}},
+        {"class_name": "Flatten", "config": {"name": "flatten_1", "data_format": "channels_last"}},
+        {"class_name": "Dense", "config": {"name": "dense_1", "units": 8, "activation": "relu",
+                                           "use_bias": True,
+                                           "kernel_initializer": initializer("VarianceScaling")}},
+        {"class_name": "Dense", "config": {"name": "dense_2", "units": 1, "activation": "linear",
+                                           "use_bias": True,
+                                           "kernel_initializer": initializer("VarianceScaling")}},
+    ]
+    config = {"class_name": "Sequential", "config": {"name": "sequential_1", "layers": layers}}
+    names = [layer.name for layer in reference.layers]
+    path = write_h5(tmp_path / "pilotnet.h5", config, keras2_weights(reference), names, "2.2.4")
+    return path, reference
+
+
+def donkey(tmp_path: Path, categorical: bool) -> tuple[Path, Any]:
+    """tf.keras 2.x Functional with two heads, as a donkeycar pilot: linear (n_outputs0 angle,
+    n_outputs1 throttle) or categorical (angle_out: 15-bin softmax, throttle_out: 20 bins)."""
+    inputs = keras.Input((24, 32, 3), name="img_in")
+    x = keras.layers.Conv2D(4, 5, strides=2, activation="relu", name="conv2d_1")(inputs)
+    x = keras.layers.Dropout(0.2, name="dropout_1")(x)
+    x = keras.layers.Conv2D(6, 3, strides=2, activation="relu", name="conv2d_2")(x)
+    x = keras.layers.Flatten(name="flattened")(x)
+    x = keras.layers.Dense(12, activation="relu", name="dense_1")(x)
+    if categorical:
+        heads = [("angle_out", 15, "softmax"), ("throttle_out", 20, "softmax")]
+    else:
+        heads = [("n_outputs0", 1, "linear"), ("n_outputs1", 1, "linear")]
+    outputs = [keras.layers.Dense(units, activation=act, name=name)(x)
+               for name, units, act in heads]
+    reference = randomize(keras.Model(inputs, outputs))
+
+    def layer(class_name: str, name: str, inbound: str, **config: Any) -> dict[str, Any]:
+        return {"name": name, "class_name": class_name,
+                "config": {"name": name, "trainable": True, "dtype": "float32", **config},
+                "inbound_nodes": [[[inbound, 0, 0, {}]]]}
+
+    conv = {"padding": "valid", "data_format": "channels_last", "dilation_rate": [1, 1],
+            "use_bias": True, "activation": "relu",
+            "kernel_initializer": {"class_name": "GlorotUniform",
+                                   "config": {"seed": None, "dtype": "float32"}}}
+    layers = [
+        {"name": "img_in", "class_name": "InputLayer", "inbound_nodes": [],
+         "config": {"batch_input_shape": [None, 24, 32, 3], "dtype": "float32",
+                    "sparse": False, "name": "img_in"}},
+        layer("Conv2D", "conv2d_1", "img_in", filters=4, kernel_size=[5, 5], strides=[2, 2],
+              **conv),
+        layer("Dropout", "dropout_1", "conv2d_1", rate=0.2, noise_shape=None, seed=None),
+        layer("Conv2D", "conv2d_2", "dropout_1", filters=6, kernel_size=[3, 3], strides=[2, 2],
+              **conv),
+        layer("Flatten", "flattened", "conv2d_2", data_format="channels_last"),
+        layer("Dense", "dense_1", "flattened", units=12, activation="relu", use_bias=True),
+        *[layer("Dense", name, "dense_1", units=units, activation=act, use_bias=True)
+          for name, units, act in heads]]
+    config = {"class_name": "Model", "config": {
+        "name": "model", "layers": layers, "input_layers": [["img_in", 0, 0]],
+        "output_layers": [[name, 0, 0] for name, _, _ in heads]}}
+    names = [layer.name for layer in reference.layers]
+    path = write_h5(tmp_path / ("categorical.h5" if categorical else "linear.h5"), config,
+                    keras2_weights(reference), names, "2.2.4-tf")
+    return path, reference
+
+
+def outputs_of(model: Any, x: np.ndarray) -> list[np.ndarray]:
+    out = model(x, training=False)
+    return [np.asarray(o) for o in (out if isinstance(out, list | tuple) else [out])]
+
+
+# --------------------------------------------------------------------------------------------
+# The loader
+
+
+@pytest.mark.parametrize("function", [lambda_field_311(),
+                                      [base64.b64encode(marshal_39_lambda()).decode(), None,
+                                       None]], ids=["py311-bytecode", "py39-bytecode"])
+def test_keras20_list_sequential_rebuilt_with_declared_lambda(tmp_path: Path,
+                                                              function: Any) -> None:
+    path, reference = behavioral_cloning(tmp_path, function)
+    stored = read_model_file(path)
+    assert stored.format == "Keras 2.x HDF5" and stored.keras_version == "2.0.8"
+    with pytest.raises(ModelError) as refused:
+        rebuild(stored, {})
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "'lambda_1' input (40, 80, 3)" in message and "127.5, 1" in message
+    model = rebuild(stored, parse_declarations({"lambda_1": "rescale:1/127.5:-1"}))
+    assert model.count_params() == reference.count_params()
+    x = RNG.uniform(0, 255, (4, 40, 80, 3)).astype(np.float32)
+    np.testing.assert_allclose(outputs_of(model, x)[0], outputs_of(reference, x)[0],
+                               atol=1e-5, rtol=0)
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+
+
+def test_keras22_dict_sequential_with_initializer_dtype(tmp_path: Path) -> None:
+    path, reference = pilotnet(tmp_path)
+    stored = read_model_file(path)
+    model = rebuild(stored, {})
+    x = RNG.uniform(0, 255, (3, 36, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(outputs_of(model, x)[0], outputs_of(reference, x)[0],
+                               atol=1e-5, rtol=0)
+    moving_variance = model.get_layer("batch_normalization_1").moving_variance.numpy()
+    np.testing.assert_array_equal(
+        moving_variance, reference.get_layer("batch_normalization_1").moving_variance.numpy())
+
+
+@pytest.mark.parametrize("categorical", [False, True], ids=["linear", "categorical"])
+def test_tf_keras_functional_two_heads(tmp_path: Path, categorical: bool) -> None:
+    path, reference = donkey(tmp_path, categorical)
+    stored = read_model_file(path)
+    assert stored.format == "tf.keras HDF5"
+    model = rebuild(stored, {})
+    assert [o.name.split("/")[0] for o in model.outputs] or model.output_names
+    x = RNG.uniform(0, 1, (5, 24, 32, 3)).astype(np.float32)
+    for got, want in zip(outputs_of(model, x), outputs_of(reference, x), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
