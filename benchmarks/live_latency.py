@@ -27,12 +27,9 @@ import tensorflow as tf  # noqa: E402
 
 from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer  # noqa: E402
 from drive_viz.live import live_text  # noqa: E402
+from drive_viz.model.contract import DAVE2_CONTRACT  # noqa: E402
 from drive_viz.model.dave2 import build_dave2, load_steering_model  # noqa: E402
-from drive_viz.model.preprocess import (  # noqa: E402
-    DEFAULT_PREPROCESSING,
-    preprocess_frame,
-    preprocess_mask,
-)
+from drive_viz.model.preprocess import preprocess_frame, preprocess_mask  # noqa: E402
 from drive_viz.render.overlay import OverlayRenderer  # noqa: E402
 from drive_viz.sim.config import SyntheticWorldConfig  # noqa: E402
 from drive_viz.sim.world import SyntheticWorld  # noqa: E402
@@ -62,10 +59,10 @@ def matmul_gflops(size: int = 1024, seconds: float = 1.0) -> float:
 def run_loop(frames: int, seed: int) -> dict[str, np.ndarray]:
     """The synthetic closed loop with per-stage timings in ms, (frames,) per stage."""
     model = load_steering_model(MODEL) if MODEL.is_file() else build_dave2(seed=0)
-    prep = DEFAULT_PREPROCESSING
+    prep = DAVE2_CONTRACT
     analyzer = FrameAnalyzer(model, DEFAULT_METHODS)
     analyzer.warm_up()
-    renderer = OverlayRenderer(DEFAULT_METHODS[0], DEFAULT_METHODS, prep=prep, title="bench")
+    renderer = OverlayRenderer(DEFAULT_METHODS[0], DEFAULT_METHODS, contract=prep, title="bench")
     world = SyntheticWorld(SyntheticWorldConfig(), seed)
     world.reset(render=False)
     times = {name: np.empty(frames) for name in (*STAGES, "total")}

@@ -25,7 +25,7 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
     from drive_viz.attention.grids import LayerScale, tile_activations
     from drive_viz.attention.network import Network
     from drive_viz.attention.targets import parse_target
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
     from drive_viz.model.preprocess import input_to_rgb, preprocess_frame
     from drive_viz.recording.reader import open_recording
     from drive_viz.render.layers import LayerRow, draw_layers
@@ -38,7 +38,8 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
         raise DriveVizError(f"{rec.path}: --frame {row} is out of range (the recording has "
                             f"{len(rec)} rows, 0..{len(rec) - 1})")
     model = load_steering_model(model_path, unsafe=unsafe_model)
-    inputs = preprocess_frame(rec.image(row, camera), model_preprocessing(model_path))[None]
+    contract = model_contract(model_path)
+    inputs = preprocess_frame(rec.image(row, camera), contract)[None]
     convs = Network(model).conv_layers
     engine = AttentionEngine(model, methods=(), target=parsed, activation_layers=convs,
                              gradcam_layers=convs)
@@ -56,7 +57,7 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
               f"row {row}, frame {table_row.frame}, t {table_row.t:.2f} s",
               f"steer true {true_text}   pred {float(result.prediction[0]):+.3f}",
               f"target {parsed}   model {Path(model_path).name}"]
-    return draw_layers(input_to_rgb(inputs[0]), rows, header)
+    return draw_layers(input_to_rgb(inputs[0], contract), rows, header)
 
 
 def run(args: argparse.Namespace) -> int:

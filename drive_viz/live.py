@@ -44,7 +44,8 @@ import pandas as pd
 
 from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer, check_methods
 from drive_viz.errors import DriveVizError
-from drive_viz.model.preprocess import Preprocessing, preprocess_frame, preprocess_mask
+from drive_viz.model.contract import InputContract
+from drive_viz.model.preprocess import preprocess_frame, preprocess_mask
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta
 from drive_viz.render.overlay import FRAME_SIZE, TEXT, OverlayRenderer
 from drive_viz.run_folder import RunFolder
@@ -253,7 +254,7 @@ def _session(options: LiveOptions) -> Iterator[_SyntheticSource | _CarlaSource]:
 
 def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[str, Any]:
     """Run a live session (see the module docstring); returns the summary."""
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
 
     if options.world not in WORLDS:
         raise DriveVizError(f"--world must be one of {WORLDS}, not {options.world!r}")
@@ -265,7 +266,7 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
         raise DriveVizError(f"--fps {options.fps} is outside 1..1000")
     check_methods(options.methods, options.main_method, options.target)
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
-    prep = model_preprocessing(model_path)
+    prep = model_contract(model_path)
     outputs = RunFolder(Path(options.out), OUTPUT_FILES, options.overwrite) if options.out else None
     draws = options.display or outputs is not None
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=draws)
@@ -291,14 +292,14 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
 
 
 def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
-         prep: Preprocessing, options: LiveOptions, outputs: RunFolder | None, draws: bool,
+         prep: InputContract, options: LiveOptions, outputs: RunFolder | None, draws: bool,
          model_path: str | Path) -> tuple[list[dict[str, Any]], bool]:
     """The frame loop; returns the table rows and whether the user stopped early."""
     from drive_viz.recording.writer import RecordingWriter
     from drive_viz.render.video import H264Writer
 
     camera = source.cameras[0].name
-    renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
+    renderer = OverlayRenderer(options.main_method, options.methods, contract=prep,
                                title=f"live {source.name} / {options.drive} drives")
     rows: list[dict[str, Any]] = []
     interventions = 0

@@ -46,8 +46,8 @@ from drive_viz.analysis import (
     check_methods,
 )
 from drive_viz.errors import DriveVizError, FrameError
+from drive_viz.model.contract import InputContract
 from drive_viz.model.preprocess import (
-    Preprocessing,
     input_to_rgb,
     preprocess_batch,
     preprocess_mask,
@@ -249,7 +249,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     Everything that can be refused (recording, model, methods, camera, range, RUN folder) is
     checked before any frame is processed.
     """
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
     from drive_viz.recording.reader import open_recording
 
     rec = open_recording(recording_path)
@@ -264,7 +264,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         raise DriveVizError(f"{rec.path}: no frames in rows {options.start}..{end} "
                             f"(the recording has {len(rec)} rows)")
     model = load_steering_model(model_path, unsafe=options.unsafe_model)
-    prep = model_preprocessing(model_path)
+    prep = model_contract(model_path)
     outputs = RunFolder(Path(out), OUTPUT_FILES, options.overwrite)
 
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=options.video,
@@ -360,7 +360,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         return batch
 
     def render() -> None:
-        renderer = OverlayRenderer(options.main_method, options.methods, prep=prep,
+        renderer = OverlayRenderer(options.main_method, options.methods, contract=prep,
                                    timeline=timeline, title=f"{rec.path.name} / {camera}")
         while (batch := pipeline.get(analysed)) is not None:
             table = batch.table
@@ -468,7 +468,7 @@ def _yield_to_later_stages() -> None:
             pass  # a sandbox that forbids it: the run is only slower
 
 
-def _finish_inputs(batch: _Batch, prep: Preprocessing) -> None:
+def _finish_inputs(batch: _Batch, prep: InputContract) -> None:
     batch.inputs = preprocess_batch(batch.frames_rgb, prep)
 
 
@@ -512,7 +512,7 @@ def _gallery_entry(batch: _Batch, k: int, options: ReplayOptions) -> dict[str, A
 
 
 def _with_thumbnails(entry: dict[str, Any], options: ReplayOptions,
-                     prep: Preprocessing) -> dict[str, Any]:
+                     prep: InputContract) -> dict[str, Any]:
     """A gallery entry for the report: ``pictures`` replaced by JPEG data URIs, ``camera``
     (320 px wide, the main method's heat over the crop box) and ``maps`` (each method's heat
     on the input view)."""
@@ -520,7 +520,7 @@ def _with_thumbnails(entry: dict[str, Any], options: ReplayOptions,
     height, width = frame_rgb.shape[:2]
     size = (320, max(2, round(320 * height / width)))
     camera_view, _ = heat_on_frame(frame_rgb, heat[options.main_method], prep, size)
-    view = input_to_rgb(input_yuv)
+    view = input_to_rgb(input_yuv, prep)
     values = {key: value for key, value in entry.items() if key != "pictures"}
     return {**values, "camera": _jpeg_data_uri(camera_view),
             "maps": {m: _jpeg_data_uri(blend_heat(view, heat[m], DEFAULT_OPACITY))

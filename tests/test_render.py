@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from drive_viz.model.preprocess import Preprocessing, preprocess_frame
+from drive_viz.model.contract import InputContract
+from drive_viz.model.preprocess import preprocess_frame
 from drive_viz.render.colormap import (
     HEAT_LUT,
     RunningScale,
@@ -40,7 +41,7 @@ def _draw(renderer: OverlayRenderer, heat: np.ndarray, steer_true: float = 0.0,
 
 
 def test_heat_lands_where_the_map_is_hot() -> None:
-    renderer = OverlayRenderer("saliency", METHODS, prep=Preprocessing(0.4, 0.1))
+    renderer = OverlayRenderer("saliency", METHODS, contract=InputContract(crop=(0.4, 0.1, 0, 0)))
     cold = np.zeros((66, 200), np.float32)
     hot = cold.copy()
     hot[28:38, 145:160] = 1.0
@@ -201,7 +202,7 @@ def test_activation_grid_is_pasted_pixel_for_pixel() -> None:
 
 
 def test_half_size_canvas_scales_the_layout() -> None:
-    renderer = OverlayRenderer("saliency", METHODS, prep=Preprocessing(0.4, 0.1),
+    renderer = OverlayRenderer("saliency", METHODS, contract=InputContract(crop=(0.4, 0.1, 0, 0)),
                                size=(640, 360))
     cold = np.zeros((66, 200), np.float32)
     hot = cold.copy()

@@ -116,7 +116,7 @@ def test_report_gallery_shows_the_worst_frames_with_their_own_pictures(workspace
 
     import cv2
 
-    from drive_viz.model.preprocess import DEFAULT_PREPROCESSING
+    from drive_viz.model.contract import DAVE2_CONTRACT
     from drive_viz.recording.reader import open_recording
 
     run = workspace["run"]
@@ -130,7 +130,7 @@ def test_report_gallery_shows_the_worst_frames_with_their_own_pictures(workspace
                        r"<div class='maps'>(.*?)</div><p>frame (\d+),", section)
     assert [int(frame) for _, _, frame in cards[:6]] == worst
     rec = open_recording(workspace["recording"])
-    top, _ = DEFAULT_PREPROCESSING.crop_rows(120)
+    top, _, _, _ = DAVE2_CONTRACT.crop_box(120, 160)
     sky = top * 240 // 120 - 4  # thumbnail rows above the crop box carry no heat
     for camera, maps, frame in cards[:6]:
         thumbnail = cv2.cvtColor(cv2.imdecode(np.frombuffer(base64.b64decode(camera), np.uint8),

@@ -20,6 +20,7 @@ from drive_viz.model.augment import (
     shift_horizontal,
     side_camera_correction,
 )
+from drive_viz.model.contract import InputContract, OutputSpec
 from drive_viz.model.dataset import (
     FrameStore,
     Samples,
@@ -28,7 +29,7 @@ from drive_viz.model.dataset import (
     training_dataset,
     validation_dataset,
 )
-from drive_viz.model.preprocess import Preprocessing, preprocess_frame
+from drive_viz.model.preprocess import preprocess_frame
 from drive_viz.recording.format import CameraSpec, RecordingMeta
 from drive_viz.recording.reader import open_recording
 from drive_viz.recording.writer import RecordingWriter
@@ -172,7 +173,7 @@ def _store_and_samples(path: Path, ram_budget: int | None = None
                        ) -> tuple[FrameStore, Samples, list[np.ndarray]]:
     recording = open_recording(path)
     rows = list(range(0, len(recording), 3))
-    store = FrameStore([recording], [(0, r, "center") for r in rows], Preprocessing(),
+    store = FrameStore([recording], [(0, r, "center") for r in rows], InputContract(),
                        ram_budget=ram_budget)
     expected = [preprocess_frame(recording.image(r, "center")) for r in rows]
     samples = Samples(np.arange(len(rows)), recording.steering()[rows].astype(np.float32),
@@ -241,14 +242,14 @@ def test_tiny_training_lowers_validation_loss_and_beats_the_mean(trained) -> Non
 
 
 def test_outputs_are_complete_and_loadable(trained) -> None:
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing, read_card
+    from drive_viz.model.dave2 import load_steering_model, model_contract, read_card
 
     out, card = trained
     assert sorted(p.name for p in out.parent.iterdir()) == [
         "tiny.card.json", "tiny.curves.png", "tiny.keras"]
     assert out.stat().st_size < 1_500_000  # weights only, no optimizer state
     assert load_steering_model(out).count_params() == 252_219
-    assert model_preprocessing(out) == Preprocessing()
+    assert model_contract(out) == InputContract(steering=OutputSpec("steer"))
     assert read_card(out) == json.loads(json.dumps(card))
     import cv2
 
@@ -258,7 +259,7 @@ def test_outputs_are_complete_and_loadable(trained) -> None:
 
 def test_card_holds_every_field_with_sensible_values(trained, recordings) -> None:
     _, card = trained
-    for key in ("recordings", "hyperparameters", "preprocessing", "activation", "head",
+    for key in ("recordings", "hyperparameters", "contract", "activation", "head",
                 "epochs_run", "final", "best", "seed", "versions", "command", "heldout",
                 "geometry", "augmentation", "history"):
         assert key in card

@@ -71,7 +71,7 @@ def main() -> int:
     args = parser.parse_args()
     from drive_viz.attention import AttentionEngine, UnitTarget
     from drive_viz.inspect_layers import inspect_frame
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
     from drive_viz.model.preprocess import input_to_rgb, preprocess_frame
     from drive_viz.recording.reader import open_recording
     from drive_viz.sim.synth import write_synthetic_recording
@@ -81,7 +81,7 @@ def main() -> int:
     rec = open_recording(HELDOUT)
     row = int(np.nanargmax(np.abs(rec.steering())))
     model = load_steering_model(MODEL)
-    x = preprocess_frame(rec.image(row, rec.cameras[0]), model_preprocessing(MODEL))[None]
+    x = preprocess_frame(rec.image(row, rec.cameras[0]), model_contract(MODEL))[None]
     view = input_to_rgb(x[0])
 
     # 1. Unit targets: the most active conv3 filter, as a whole and at its strongest cell.

@@ -450,7 +450,7 @@ def _read_frames(recording: Any, wanted: np.ndarray, camera: str
 
 def run(args: argparse.Namespace) -> int:
     """``drive-viz evaluate``: sanity check, deletion/insertion and mask agreement."""
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
     from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
     from drive_viz.recording.reader import open_recording
 
@@ -474,7 +474,7 @@ def run(args: argparse.Namespace) -> int:
     camera = args.camera or recording.cameras[0]
     recording.meta.camera(camera)
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
-    prep = model_preprocessing(args.model)
+    prep = model_contract(args.model)
 
     wanted = np.unique(np.linspace(0, len(recording) - 1, min(args.frames, len(recording)))
                        .round().astype(int))

@@ -20,7 +20,8 @@ import numpy as np
 
 from drive_viz.errors import FrameError
 from drive_viz.model.augment import Augmentation, SteeringGeometry
-from drive_viz.model.preprocess import INPUT_SHAPE, Preprocessing, preprocess_frame
+from drive_viz.model.contract import InputContract
+from drive_viz.model.preprocess import INPUT_SHAPE, preprocess_frame
 from drive_viz.recording.reader import Recording
 
 FRAME_BYTES = math.prod(INPUT_SHAPE)
@@ -46,7 +47,7 @@ class FrameStore:
     """
 
     def __init__(self, recordings: Sequence[Recording], frames: Sequence[tuple[int, int, str]],
-                 prep: Preprocessing, ram_budget: int | None = None) -> None:
+                 prep: InputContract, ram_budget: int | None = None) -> None:
         self.recordings = list(recordings)
         self.frames = list(frames)
         self.prep = prep

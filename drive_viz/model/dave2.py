@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from drive_viz.errors import ModelError
-from drive_viz.model.preprocess import INPUT_SHAPE, Preprocessing
+from drive_viz.model.contract import ContractError, InputContract
+from drive_viz.model.preprocess import INPUT_SHAPE
 
 #: The model the project ships (models/ in the checkout; the README installs it editable).
 SHIPPED_MODEL = Path(__file__).resolve().parents[2] / "models" / "dave2_synth.keras"
@@ -79,16 +80,20 @@ def read_card(model_path: str | Path) -> dict[str, Any]:
     return card
 
 
-def model_preprocessing(model_path: str | Path) -> Preprocessing:
-    """The preprocessing a model was trained with (from its card; the default otherwise)."""
+def model_contract(model_path: str | Path) -> InputContract:
+    """The input contract of a model (from its card's ``"contract"``, or an old card's
+    ``"preprocessing"``; DAVE-2's without a card). ModelError naming the card if it is bad."""
     try:
-        return Preprocessing.from_json(read_card(model_path).get("preprocessing"))
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{card_path(model_path)}: bad preprocessing entry ({exc})") from None
+        return InputContract.from_card(read_card(model_path))
+    except ContractError as exc:
+        raise ModelError(f"{card_path(model_path)}: bad contract ({exc})") from None
 
 
-def load_steering_model(path: str | Path, *, unsafe: bool = False) -> Any:
-    """Load a Keras steering model and check that it fits: input (N, 66, 200, 3), one output.
+def load_steering_model(path: str | Path, *, unsafe: bool = False,
+                        contract: InputContract | None = None) -> Any:
+    """Load a Keras steering model and check it against its input contract (``contract``, or
+    the one its card gives): input (N, rows, columns, 3) of the contract's ``input_size``, the
+    steering (and throttle) outputs it names present with the width their decode needs.
 
     Loads with ``safe_mode=True`` unless ``unsafe`` (a model with Lambda layers or other
     arbitrary Python can run code when loaded; only pass ``unsafe`` for files you trust).
@@ -117,19 +122,15 @@ def load_steering_model(path: str | Path, *, unsafe: bool = False) -> Any:
         message = " ".join(str(exc).split())
         raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: "
                          f"{message[:300]})") from None
-    check_model_fits(model, where=str(path))
+    check_model_fits(model, model_contract(path) if contract is None else contract,
+                     where=str(path))
     return model
 
 
-def check_model_fits(model: Any, where: str = "model") -> None:
-    """ModelError unless the model takes (N, 66, 200, 3) and returns (N, 1)."""
-    inputs = model.inputs
-    if len(inputs) != 1 or tuple(inputs[0].shape[1:]) != INPUT_SHAPE:
-        shapes = [tuple(i.shape[1:]) for i in inputs]
-        raise ModelError(f"{where}: input shape {shapes} does not fit; drive-viz feeds "
-                         f"{INPUT_SHAPE} (66x200 YUV)")
-    outputs = model.outputs
-    if len(outputs) != 1 or tuple(outputs[0].shape[1:]) != (1,):
-        shapes = [tuple(o.shape[1:]) for o in outputs]
-        raise ModelError(f"{where}: output shape {shapes} does not fit; a steering model has "
-                         "exactly one output, shape (1,)")
+def check_model_fits(model: Any, contract: InputContract, where: str = "model") -> None:
+    """ModelError (naming ``where``) unless ``model`` fits ``contract``
+    (``InputContract.check_model``)."""
+    try:
+        contract.check_model(model)
+    except ContractError as exc:
+        raise ModelError(f"{where}: {exc}") from None

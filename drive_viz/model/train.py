@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from drive_viz import __version__
 from drive_viz.atomic import write_atomic
 from drive_viz.errors import DriveVizError, FrameError, RecordingError
 from drive_viz.model.augment import Augmentation, SteeringGeometry, side_camera_correction
+from drive_viz.model.contract import DAVE2_CONTRACT, InputContract, OutputSpec
 from drive_viz.model.dataset import (
     FrameStore,
     Samples,
@@ -40,9 +41,8 @@ from drive_viz.model.dave2 import (
     build_dave2,
     card_path,
     load_steering_model,
-    model_preprocessing,
+    model_contract,
 )
-from drive_viz.model.preprocess import Preprocessing
 from drive_viz.recording.format import CameraSpec, image_column
 from drive_viz.recording.reader import Recording, open_recording
 
@@ -75,7 +75,8 @@ class TrainConfig:
     heldout: list[Path] = field(default_factory=list)
     compare_with: Path | None = None
     unsafe_model: bool = False  # load --compare-with even if it needs unsafe deserialization
-    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    contract: InputContract = field(
+        default_factory=lambda: replace(DAVE2_CONTRACT, steering=OutputSpec("steer")))
 
     def __post_init__(self) -> None:
         checks = {
@@ -222,7 +223,7 @@ def collect_samples(recordings: list[Recording], config: TrainConfig,
             "(record longer, lower --block-seconds, or pass --val-fraction 0)")
     if config.rebalance:
         train.weight = rebalance_weights(train.steer)
-    store = FrameStore(recordings, frames, config.preprocessing, ram_budget=ram_budget)
+    store = FrameStore(recordings, frames, config.contract, ram_budget=ram_budget)
     return TrainingData(store, train, val, described, list(sides.values()),
                         float(np.concatenate(main_steer).mean()))
 
@@ -255,7 +256,7 @@ def evaluate_heldout(model: Any, path: Path, config: TrainConfig, baseline_steer
     if len(rows) == 0:
         raise RecordingError(f"{path}: no usable frames to evaluate")
     store = FrameStore([recording], [(0, int(r), config.camera) for r in rows],
-                       config.preprocessing)
+                       config.contract)
     samples = Samples(np.arange(len(rows)), steer[rows].astype(np.float32),
                       np.zeros(len(rows), np.float32), np.ones(len(rows), np.float32))
     try:
@@ -285,8 +286,8 @@ def _comparison_model(config: TrainConfig) -> Any:
     if model_head(other) == config.head:
         raise DriveVizError(f"--compare-with {path}: it has the same head ({config.head}) as "
                             "the model being trained; compare a flatten head with a gap head")
-    if model_preprocessing(path) != config.preprocessing:
-        raise DriveVizError(f"--compare-with {path}: it was trained with other preprocessing, "
+    if not model_contract(path).same_input(config.contract):
+        raise DriveVizError(f"--compare-with {path}: it has another input contract, "
                             "so its inputs would differ")
     if config.val_fraction == 0:
         raise DriveVizError("--compare-with needs validation frames (--val-fraction > 0)")
@@ -393,7 +394,7 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
         "activation": config.activation,
         "head": config.head,
         "parameters": int(model.count_params()),
-        "preprocessing": config.preprocessing.to_json(),
+        "contract": config.contract.to_json(),
         "camera": config.camera,
         "recordings": data.recordings,
         "side_cameras": data.side_cameras,

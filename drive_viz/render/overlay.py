@@ -5,7 +5,7 @@ Layout (pixels, at the default 1280x720)::
     +-------------------------------------------+-------------------------+
     | main panel: camera frame, the layout        | input view (66x200, x2) |
     | method's heat over the crop box the network | + the same heat         |
-    | sees (rows Preprocessing.crop_rows)         |-------------------------|
+    | sees (InputContract.crop_box)               |-------------------------|
     |                                             | small panels: the other |
     |                                             | methods on the input    |
     +---------------------------+-----------+-----+-------------------------+
@@ -35,7 +35,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from drive_viz.model.preprocess import DEFAULT_PREPROCESSING, Preprocessing, input_to_rgb
+from drive_viz.model.contract import DAVE2_CONTRACT, InputContract
+from drive_viz.model.preprocess import input_to_rgb
 from drive_viz.render.colormap import DEFAULT_OPACITY, blend_levels, heat_levels
 
 FRAME_SIZE = (1280, 720)
@@ -104,7 +105,7 @@ class OverlayRenderer:
     """
 
     def __init__(self, layout: str, methods: Sequence[str], *,
-                 prep: Preprocessing = DEFAULT_PREPROCESSING,
+                 contract: InputContract = DAVE2_CONTRACT,
                  timeline: Timeline | None = None,
                  opacity: float = DEFAULT_OPACITY,
                  title: str = "",
@@ -116,7 +117,7 @@ class OverlayRenderer:
             raise ValueError(f"canvas size {width}x{height} is below the minimum 160x90")
         self.layout = layout
         self.small_methods = [m for m in methods if m != layout][:2]
-        self.prep = prep
+        self.contract = contract
         self.timeline = timeline
         self.opacity = opacity
         self.size = (width, height)
@@ -222,7 +223,7 @@ class OverlayRenderer:
         levels = {m: heat_levels(heat[m]) for m in (self.layout, *self.small_methods)
                   if m in heat}
         self._draw_main(canvas, frame_rgb, levels[self.layout])
-        view = input_to_rgb(input_yuv)
+        view = input_to_rgb(input_yuv, self.contract)
         for method, box in ((self.layout, self.input_panel),
                             *zip(self.small_methods, self.small_panels, strict=True)):
             if method in levels:
@@ -243,8 +244,8 @@ class OverlayRenderer:
         ox = self.main.x + (self.main.w - disp_w) // 2
         oy = self.main.y + (self.main.h - disp_h) // 2
         shown = canvas[oy:oy + disp_h, ox:ox + disp_w]
-        y0, y1 = _levels_on_frame(frame_rgb, levels, self.prep, shown, self.opacity)
-        cv2.rectangle(canvas, (ox, oy + y0), (ox + disp_w - 1, oy + y1 - 1), DIM_TEXT, 1)
+        y0, y1, x0, x1 = _levels_on_frame(frame_rgb, levels, self.contract, shown, self.opacity)
+        cv2.rectangle(canvas, (ox + x0, oy + y0), (ox + x1 - 1, oy + y1 - 1), DIM_TEXT, 1)
 
     def _draw_gauge(self, canvas: np.ndarray, steer_true: float, steer_pred: float) -> None:
         for steer, color in ((steer_true, RECORDED_COLOR), (steer_pred, PREDICTED_COLOR)):
@@ -289,34 +290,40 @@ class OverlayRenderer:
                  CURSOR_COLOR, 1)
 
 
-def heat_on_frame(frame_rgb: np.ndarray, heat: np.ndarray, prep: Preprocessing,
+def heat_on_frame(frame_rgb: np.ndarray, heat: np.ndarray, contract: InputContract,
                   size: tuple[int, int], opacity: float = DEFAULT_OPACITY,
-                  ) -> tuple[np.ndarray, tuple[int, int]]:
+                  ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The camera frame RGB uint8 (H, W, 3) resized to ``size`` (width, height), with ``heat``
-    (66, 200) float in [0, 1] stretched bilinearly over the crop box ``prep.crop_rows(H)`` (the
-    rows the network sees, full width) and blended there. Returns the picture and the crop
-    box's first and one-past-last row in it."""
+    (rows, columns) float in [0, 1] (the model's input size) stretched bilinearly over the
+    crop box ``contract.crop_box(H, W)`` (the pixels the network sees) and blended there.
+    Returns the picture and the crop box in it, (top, bottom, left, right) as in
+    ``crop_box``."""
     disp_w, disp_h = size
     shown = np.empty((disp_h, disp_w, 3), np.uint8)
-    rows = _levels_on_frame(frame_rgb, heat_levels(heat), prep, shown, opacity)
-    return shown, rows
+    box = _levels_on_frame(frame_rgb, heat_levels(heat), contract, shown, opacity)
+    return shown, box
 
 
-def _levels_on_frame(frame_rgb: np.ndarray, levels: np.ndarray, prep: Preprocessing,
-                     shown: np.ndarray, opacity: float) -> tuple[int, int]:
+def _levels_on_frame(frame_rgb: np.ndarray, levels: np.ndarray, contract: InputContract,
+                     shown: np.ndarray, opacity: float) -> tuple[int, int, int, int]:
     """``heat_on_frame`` drawn into ``shown`` (disp_h, disp_w, 3) uint8, with heat given as
-    uint8 levels (66, 200); returns the crop box rows in ``shown``."""
-    height = frame_rgb.shape[0]
+    uint8 levels (rows, columns); returns the crop box (top, bottom, left, right) in
+    ``shown``."""
+    height, width = frame_rgb.shape[:2]
     disp_h, disp_w = shown.shape[:2]
     _resize_into(frame_rgb, shown)
-    top, bottom = prep.crop_rows(height)
-    y0 = round(top * disp_h / height)
+    top, bottom, left, right = contract.crop_box(height, width)
+    y0, x0 = round(top * disp_h / height), round(left * disp_w / width)
     y1 = min(disp_h, round(bottom * disp_h / height))
-    if y1 > y0:
-        box = shown[y0:y1]
-        box_levels = cv2.resize(levels, (disp_w, y1 - y0), interpolation=cv2.INTER_LINEAR)
-        blend_levels(box, box_levels, opacity, out=box)
-    return y0, y1
+    x1 = min(disp_w, round(right * disp_w / width))
+    if y1 > y0 and x1 > x0:
+        box = shown[y0:y1, x0:x1]
+        box_levels = cv2.resize(levels, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        if x1 - x0 == disp_w:  # rows of a C-contiguous image: blend in place
+            blend_levels(box, box_levels, opacity, out=box)
+        else:
+            box[:] = blend_levels(box, box_levels, opacity)
+    return y0, y1, x0, x1
 
 
 def _resize_into(image: np.ndarray, out: np.ndarray) -> None:
