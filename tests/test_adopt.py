@@ -20,7 +20,6 @@ import keras
 import numpy as np
 import pytest
 
-from drive_viz.cli import main
 from drive_viz.errors import ModelError
 from drive_viz.model.lambda_code import code_constants
 from drive_viz.model.legacy import parse_declarations, read_model_file, rebuild

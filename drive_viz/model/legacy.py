@@ -584,7 +584,8 @@ BUILDERS: dict[str, Callable[[Any, dict[str, Any], LayerSpec], Any]] = {
 
 def _shape_text(shape: Any) -> str:
     dims = tuple(shape)[1:] if shape is not None else ()
-    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ("," if len(dims) == 1
+                                                                          else "") + ")"
 
 
 def check_layer_types(stored: StoredModel) -> None:
