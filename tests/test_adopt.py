@@ -20,6 +20,7 @@ import keras
 import numpy as np
 import pytest
 
+from drive_viz.cli import main
 from drive_viz.errors import ModelError
 from drive_viz.model.lambda_code import code_constants
 from drive_viz.model.legacy import parse_declarations, read_model_file, rebuild
@@ -298,3 +299,178 @@ def test_tf_keras_functional_two_heads(tmp_path: Path, categorical: bool) -> Non
     x = RNG.uniform(0, 1, (5, 24, 32, 3)).astype(np.float32)
     for got, want in zip(outputs_of(model, x), outputs_of(reference, x), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_keras3_archive_with_lambda_rebuilt_and_without_loaded_safely(tmp_path: Path) -> None:
+    inputs = keras.Input((20, 30, 3), name="img")
+    x = keras.layers.Lambda(lambda t: t / 127.5 - 1, name="norm")(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="c1")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Conv2D(5, 3, strides=2, name="c2")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = [keras.layers.Dense(1, name="angle")(x), keras.layers.Dense(1, name="thr")(x)]
+    reference = randomize(keras.Model(inputs, outputs))
+    reference.save(tmp_path / "lambda.keras")
+    stored = read_model_file(tmp_path / "lambda.keras")
+    assert stored.format == "Keras 3 .keras"
+    with pytest.raises(ModelError, match=r"'norm' input \(20, 30, 3\).*127\.5, 1"):
+        rebuild(stored, {})
+    model = rebuild(stored, parse_declarations({"norm": "rescale:1/127.5:-1"}))
+    x = RNG.uniform(0, 255, (3, 20, 30, 3)).astype(np.float32)
+    for got, want in zip(outputs_of(model, x), outputs_of(reference, x), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+    plain = randomize(keras.Sequential([keras.Input((20, 30, 3)), keras.layers.Rescaling(1 / 255),
+                                        keras.layers.Conv2D(3, 3), keras.layers.Flatten(),
+                                        keras.layers.Dense(1)]))
+    plain.save(tmp_path / "plain.keras")
+    model = rebuild(read_model_file(tmp_path / "plain.keras"), {})
+    np.testing.assert_allclose(outputs_of(model, x)[0], outputs_of(plain, x)[0], atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# adopt end to end: the contract prepares the frame, the adopted file reproduces the network
+
+
+def test_adopted_files_reproduce_the_original_networks_on_contract_inputs(tmp_path: Path
+                                                                          ) -> None:
+    from drive_viz.model.adopt import adopt
+    from drive_viz.model.dave2 import card_path, load_steering_model, model_contract
+    from drive_viz.model.preprocess import preprocess_batch
+
+    frames = RNG.integers(0, 256, (3, 120, 160, 3), dtype=np.uint8)
+    cases = [
+        (behavioral_cloning(tmp_path, lambda_field_311()),
+         {"lambdas": {"lambda_1": "rescale:1/127.5:-1"}, "crop": (0.3, 0.1, 0, 0)}),
+        (pilotnet(tmp_path), {"colour": "bgr", "crop": (30, 10, 8, 8), "interpolation": "area"}),
+        (donkey(tmp_path, False), {"steering": "n_outputs0", "throttle": "1", "scale": 1 / 255}),
+        (donkey(tmp_path, True), {"steering": 0, "decode": "bins:15:-1:1",
+                                  "throttle": "throttle_out", "throttle_decode": "bins:20:0:1",
+                                  "scale": 1 / 255}),
+    ]
+    for (path, reference), options in cases:
+        out = tmp_path / f"adopted_{path.stem}.keras"
+        adopt(path, out, **options)
+        contract = model_contract(out)
+        model = load_steering_model(out)
+        assert json.loads(card_path(out).read_text())["adopted_from"]["sha256"]
+        x = preprocess_batch(list(frames), contract)
+        assert x.shape == (3, *reference.inputs[0].shape[1:])
+        for got, want in zip(outputs_of(model, x), outputs_of(reference, x), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+    assert contract.steering.output == "angle_out" and contract.throttle.width == 20
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: one line, exit 2, nothing written
+
+
+def refused(tmp_path: Path, capsys: Any, *argv: str) -> str:
+    """Run ``drive-viz adopt`` expecting a refusal; check nothing was written anywhere in
+    ``tmp_path`` (no DST, no card, no temp file, no folder); return the message."""
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["adopt", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("drive-viz: error: ") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    return err
+
+
+def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, capsys: Any) -> None:
+    out = str(tmp_path / "new" / "dst.keras")
+    bc, _ = behavioral_cloning(tmp_path, lambda_field_311())
+    message = refused(tmp_path, capsys, str(bc), "--out", out)
+    assert "'lambda_1' input (40, 80, 3)" in message and "constants 127.5, 1" in message
+
+    # A declaration that changes the shape the dense head was trained on.
+    message = refused(tmp_path, capsys, str(bc), "--out", out, "--lambda",
+                      "lambda_1=resize:30:60")
+    assert "'dense_1' (Dense) stores kernel of shape (1944, 10)" in message
+    assert "(624, 10)" in message and "lambda_1=resize:30:60" in message
+    # ... or leaves a conv layer too little input: 20 rows - 14 cropped -> 1 row after conv 1.
+    message = refused(tmp_path, capsys, str(bc), "--out", out, "--lambda",
+                      "lambda_1=resize:20:40")
+    assert "'convolution2d_2' (Convolution2D) cannot take input (1, 18, 4)" in message
+    assert "lambda_1=resize:20:40" in message
+    message = refused(tmp_path, capsys, str(bc), "--out", out, "--lambda",
+                      "dense_1=identity", "--lambda", "lambda_1=identity")
+    assert "'dense_1' is a Dense layer, not a Lambda" in message
+    refused(tmp_path, capsys, str(bc), "--out", out, "--lambda", "lambda_1=rescale:x:1")
+
+    # A layer type that cannot be rebuilt from built-in layers, named with its type.
+    pilot, reference = pilotnet(tmp_path)
+    with h5py.File(pilot, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        config["config"]["layers"].insert(3, {"class_name": "LSTM",
+                                              "config": {"name": "lstm_1", "units": 4}})
+        h5.attrs["model_config"] = json.dumps(config).encode()
+    message = refused(tmp_path, capsys, str(pilot), "--out", out)
+    assert "'lstm_1' (LSTM)" in message
+
+    # Weights stored for a layer the architecture does not have: parameter counts differ.
+    pilot, reference = pilotnet(tmp_path)
+    names = [layer.name for layer in reference.layers]
+    weights = keras2_weights(reference)
+    weights["ghost"] = [("kernel", np.zeros((3, 3), np.float32))]
+    with h5py.File(pilot, "r") as h5:
+        config = json.loads(h5.attrs["model_config"])
+    write_h5(pilot, config, weights, [*names, "ghost"], "2.2.4")
+    message = refused(tmp_path, capsys, str(pilot), "--out", out)
+    assert f"stores {reference.count_params() + 9:,} parameters" in message
+    assert f"rebuilt model has {reference.count_params():,}" in message
+
+    # Truncated files, .tflite, SavedModel folders.
+    linear, _ = donkey(tmp_path, False)
+    data = linear.read_bytes()
+    linear.write_bytes(data[: len(data) // 3])
+    assert "truncated or corrupt" in refused(tmp_path, capsys, str(linear), "--out", out)
+    (tmp_path / "pilot.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
+    assert "no gradients" in refused(tmp_path, capsys, str(tmp_path / "pilot.tflite"),
+                                     "--out", out)
+    (tmp_path / "saved").mkdir()
+    (tmp_path / "saved" / "saved_model.pb").write_bytes(b"\x08\x01")
+    assert "SavedModel" in refused(tmp_path, capsys, str(tmp_path / "saved"), "--out", out)
+
+
+def test_declared_output_shape_is_checked(tmp_path: Path) -> None:
+    field = lambda_field_311()
+    path, _ = behavioral_cloning(tmp_path, field)
+    with h5py.File(path, "r+") as h5:
+        config = json.loads(h5.attrs["model_config"])
+        config["config"][0]["config"]["output_shape"] = [40, 80, 3]
+        h5.attrs["model_config"] = json.dumps(config).encode()
+    stored = read_model_file(path)
+    with pytest.raises(ModelError, match=r"declared resize:30:60 gives \(30, 60, 3\) but the "
+                                         r"file says it outputs \(40, 80, 3\)"):
+        rebuild(stored, parse_declarations({"lambda_1": "resize:30:60"}))
+
+
+def test_dry_run_writes_nothing_and_info_model_describes(tmp_path: Path, capsys: Any) -> None:
+    path, reference = donkey(tmp_path, True)
+    out = tmp_path / "pilot.keras"
+    argv = ["adopt", str(path), "--out", str(out), "--steering", "angle_out",
+            "--decode", "bins:15:-1:1", "--scale", "1/255"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["categorical.h5"]
+    dry = capsys.readouterr().out
+    assert f"parameters: {reference.count_params():,}" in dry
+    assert "softmax over 15 bins from -1 to 1" in dry and "x 0.00392157" in dry
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(argv) == 2  # exists
+    assert "exists" in capsys.readouterr().err
+    assert main(["info-model", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "adopted from: categorical.h5 (tf.keras HDF5, keras_version 2.2.4-tf" in info
+    assert "angle_out (15,), throttle_out (20,)" in info
+
+
+def test_info_model_on_the_shipped_model(capsys: Any) -> None:
+    from drive_viz.model.dave2 import SHIPPED_MODEL
+
+    assert main(["info-model", str(SHIPPED_MODEL)]) == 0
+    text = capsys.readouterr().out
+    # NVIDIA's DAVE-2 as published: 252,219 parameters, conv5 output 1x18x64.
+    assert "parameters: 252,219" in text and "(1, 18, 64)" in text
+    assert "crop top 40% bottom 10%" in text and "resize to 200x66 (area); YUV" in text

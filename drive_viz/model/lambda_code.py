@@ -45,7 +45,8 @@ def decode_function_field(function: object) -> bytes | None:
     Keras 3: ``{"class_name": "__lambda__", "config": {"code": base64, ...}}``.
     """
     if isinstance(function, dict):
-        function = (function.get("config") or {}).get("code")
+        config = function.get("config")
+        function = config.get("code") if isinstance(config, dict) else None
     elif isinstance(function, list | tuple) and function:
         function = function[0]
     if not isinstance(function, str):

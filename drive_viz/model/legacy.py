@@ -641,6 +641,8 @@ def _check_declarations(stored: StoredModel, declarations: Mapping[str, LambdaDe
         raw = decode_function_field(spec.config.get("function"))
         if raw is None:
             function = spec.config.get("function")
+            if isinstance(function, dict):  # Keras 3: {"class_name": "function", "config": NAME}
+                function = function.get("config")
             constants = (f"named function {function!r}, no code stored"
                          if isinstance(function, str) else "no code stored")
         else:
