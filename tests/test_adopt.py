@@ -103,13 +103,15 @@ def randomize(model: Any) -> Any:
     return model
 
 
-def behavioral_cloning(tmp_path: Path, function: Any) -> tuple[Path, Any]:
+def behavioral_cloning(tmp_path: Path, function: Any, shape: tuple[int, int] = (40, 80),
+                       cropping: tuple[int, int] = (10, 4)) -> tuple[Path, Any]:
     """Keras 2.0/2.1 Sequential as a LIST with Keras 1 field names: Lambda x/127.5-1 on
-    40x80, Cropping2D, two convs, dense head. Returns the file and the reference network."""
+    ``shape``, Cropping2D of ``cropping`` rows, two convs, dense head. Returns the file and
+    the reference network."""
     reference = randomize(keras.Sequential([
-        keras.Input((40, 80, 3)),
+        keras.Input((*shape, 3)),
         keras.layers.Lambda(normalizer, name="lambda_1"),
-        keras.layers.Cropping2D(((10, 4), (0, 0)), name="cropping2d_1"),
+        keras.layers.Cropping2D((cropping, (0, 0)), name="cropping2d_1"),
         keras.layers.Conv2D(4, 5, strides=2, activation="relu", name="convolution2d_1"),
         keras.layers.Conv2D(6, 3, activation="elu", name="convolution2d_2"),
         keras.layers.Flatten(name="flatten_1"),
@@ -120,11 +122,11 @@ def behavioral_cloning(tmp_path: Path, function: Any) -> tuple[Path, Any]:
             "W_constraint": None, "b_constraint": None, "bias": True, "trainable": True}
     config = {"class_name": "Sequential", "config": [
         {"class_name": "Lambda", "config": {
-            "name": "lambda_1", "trainable": True, "batch_input_shape": [None, 40, 80, 3],
+            "name": "lambda_1", "trainable": True, "batch_input_shape": [None, *shape, 3],
             "input_dtype": "float32", "function": function, "function_type": "lambda",
             "output_shape": None, "output_shape_type": "raw", "arguments": {}}},
         {"class_name": "Cropping2D", "config": {
-            "name": "cropping2d_1", "trainable": True, "cropping": [[10, 4], [0, 0]],
+            "name": "cropping2d_1", "trainable": True, "cropping": [list(cropping), [0, 0]],
             "dim_ordering": "tf"}},
         {"class_name": "Convolution2D", "config": {
             "name": "convolution2d_1", "nb_filter": 4, "nb_row": 5, "nb_col": 5,
@@ -153,11 +155,11 @@ def initializer(name: str) -> dict[str, Any]:
                                            "dtype": "float32"}}
 
 
-def pilotnet(tmp_path: Path) -> tuple[Path, Any]:
+def pilotnet(tmp_path: Path, shape: tuple[int, int] = (36, 64)) -> tuple[Path, Any]:
     """Keras 2.2 dict Sequential with initializers carrying dtype: BatchNormalization as the
-    input normalizer, conv, MaxPooling, conv, dense head (a CARLA PilotNet shape, 36x64)."""
+    input normalizer, conv, MaxPooling, conv, dense head (a CARLA PilotNet shape)."""
     reference = randomize(keras.Sequential([
-        keras.Input((36, 64, 3)),
+        keras.Input((*shape, 3)),
         keras.layers.BatchNormalization(name="batch_normalization_1"),
         keras.layers.Conv2D(5, 3, activation="relu", padding="same", name="conv2d_1"),
         keras.layers.MaxPooling2D(2, name="max_pooling2d_1"),
@@ -168,7 +170,7 @@ def pilotnet(tmp_path: Path) -> tuple[Path, Any]:
     layers = [
         {"class_name": "BatchNormalization", "config": {
             "name": "batch_normalization_1", "trainable": True,
-            "batch_input_shape": [None, 36, 64, 3], "dtype": "float32", "axis": -1,
+            "batch_input_shape": [None, *shape, 3], "dtype": "float32", "axis": -1,
             "momentum": 0.99, "epsilon": 0.001, "center": True, "scale": True,
             "beta_initializer": {"class_name": "Zeros", "config": {"dtype": "float32"}},
             "gamma_initializer": {"class_name": "Ones", "config": {"dtype": "float32"}}}},
@@ -199,10 +201,11 @@ def pilotnet(tmp_path: Path) -> tuple[Path, Any]:
     return path, reference
 
 
-def donkey(tmp_path: Path, categorical: bool) -> tuple[Path, Any]:
+def donkey(tmp_path: Path, categorical: bool, shape: tuple[int, int] = (24, 32)
+           ) -> tuple[Path, Any]:
     """tf.keras 2.x Functional with two heads, as a donkeycar pilot: linear (n_outputs0 angle,
     n_outputs1 throttle) or categorical (angle_out: 15-bin softmax, throttle_out: 20 bins)."""
-    inputs = keras.Input((24, 32, 3), name="img_in")
+    inputs = keras.Input((*shape, 3), name="img_in")
     x = keras.layers.Conv2D(4, 5, strides=2, activation="relu", name="conv2d_1")(inputs)
     x = keras.layers.Dropout(0.2, name="dropout_1")(x)
     x = keras.layers.Conv2D(6, 3, strides=2, activation="relu", name="conv2d_2")(x)
@@ -227,7 +230,7 @@ def donkey(tmp_path: Path, categorical: bool) -> tuple[Path, Any]:
                                    "config": {"seed": None, "dtype": "float32"}}}
     layers = [
         {"name": "img_in", "class_name": "InputLayer", "inbound_nodes": [],
-         "config": {"batch_input_shape": [None, 24, 32, 3], "dtype": "float32",
+         "config": {"batch_input_shape": [None, *shape, 3], "dtype": "float32",
                     "sparse": False, "name": "img_in"}},
         layer("Conv2D", "conv2d_1", "img_in", filters=4, kernel_size=[5, 5], strides=[2, 2],
               **conv),
