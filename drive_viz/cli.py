@@ -53,9 +53,12 @@ def _import_tensorflow_quietly() -> None:
         os.close(devnull)
 
 
-TARGET_HELP = ("what the maps explain: steer, left, maintain, a unit LAYER:UNIT (conv3:17 = filter "
+TARGET_HELP = ("what the maps explain: steer, left, maintain, throttle (a model whose card names "
+               "a throttle output), a unit LAYER:UNIT (conv3:17 = filter "
                "17's mean activation, dense1:4) or a conv filter at a feature-map cell "
                "LAYER:UNIT@ROW,COL (conv3:17@2,10) (default: steer)")
+GRADCAM_LAYER_HELP = ("conv layer for Grad-CAM (default: the deepest conv layer with at least "
+                      "5x5 cells; DAVE-2: conv3)")
 
 
 def _add_overlay_options(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +68,8 @@ def _add_overlay_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", default=None,
                         help="method shown over the camera frame (default: the first method)")
     parser.add_argument("--target", default="steer", help=TARGET_HELP)
+    parser.add_argument("--gradcam-layer", default=None, metavar="LAYER",
+                        help=GRADCAM_LAYER_HELP)
 
 
 def _add_carla_options(parser: argparse.ArgumentParser) -> None:
@@ -286,8 +291,11 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--baseline", choices=("blur", "mean"), default="blur",
                         help="what deleted pixels become: the blurred frame or its mean colour")
     parser.add_argument("--tolerance", type=int, default=2,
-                        help="pointing-game tolerance in pixels of the 66x200 view (default: 2)")
+                        help="pointing-game tolerance in pixels of the model's input view "
+                             "(default: 2)")
     parser.add_argument("--camera", default=None, help="camera to use (default: the first)")
+    parser.add_argument("--gradcam-layer", default=None, metavar="LAYER",
+                        help=GRADCAM_LAYER_HELP)
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.attention.evaluate:run"))
 
@@ -372,6 +380,8 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output PNG file")
     parser.add_argument("--camera", default=None, help="camera name (default: the first)")
     parser.add_argument("--target", default="steer", help=TARGET_HELP)
+    parser.add_argument("--gradcam-layer", default=None, metavar="LAYER",
+                        help="show only this conv layer's row (default: every conv layer)")
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.inspect_layers:run"))
 

@@ -18,9 +18,10 @@ from drive_viz.errors import DriveVizError
 
 def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, *,
                   camera: str | None = None, target: str = "steer",
-                  unsafe_model: bool = False) -> np.ndarray:
+                  gradcam_layer: str | None = None, unsafe_model: bool = False) -> np.ndarray:
     """The per-layer figure (``render.layers.draw_layers``) of table row ``row`` of a
-    recording, RGB uint8 (H, W, 3). ``target``: text form (``parse_target``)."""
+    recording, RGB uint8 (H, W, 3). ``target``: text form (``parse_target``);
+    ``gradcam_layer``: only this conv layer's row (None: every conv layer)."""
     from drive_viz.attention.engine import AttentionEngine
     from drive_viz.attention.grids import LayerScale, tile_activations
     from drive_viz.attention.network import Network
@@ -40,9 +41,14 @@ def inspect_frame(recording_path: str | Path, row: int, model_path: str | Path, 
     model = load_steering_model(model_path, unsafe=unsafe_model)
     contract = model_contract(model_path)
     inputs = preprocess_frame(rec.image(row, camera), contract)[None]
-    convs = Network(model).conv_layers
+    convs = Network(model, contract).conv_layers
+    if gradcam_layer is not None:
+        if gradcam_layer not in convs:
+            raise DriveVizError(f"--gradcam-layer {gradcam_layer!r} is not a conv layer of "
+                                f"the model (conv layers: {', '.join(convs)})")
+        convs = (gradcam_layer,)
     engine = AttentionEngine(model, methods=(), target=parsed, activation_layers=convs,
-                             gradcam_layers=convs)
+                             gradcam_layers=convs, contract=contract)
     result = engine(inputs)
     rows = []
     for name in convs:
@@ -66,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     out = png_output(args.out)
     image = inspect_frame(args.recording, args.frame, args.model, camera=args.camera,
-                          target=args.target, unsafe_model=args.unsafe_model)
+                          target=args.target, gradcam_layer=args.gradcam_layer,
+                          unsafe_model=args.unsafe_model)
     write_png(out, image)
     print(f"wrote {out} ({image.shape[1]}x{image.shape[0]})")
     return 0

@@ -45,6 +45,7 @@ import pandas as pd
 from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer, check_methods
 from drive_viz.errors import DriveVizError
 from drive_viz.model.contract import InputContract
+from drive_viz.model.plausibility import plausibility_warnings, print_warnings
 from drive_viz.model.preprocess import preprocess_frame, preprocess_mask
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta
 from drive_viz.render.overlay import FRAME_SIZE, TEXT, OverlayRenderer
@@ -74,6 +75,7 @@ class LiveOptions:
     methods: tuple[str, ...] = DEFAULT_METHODS
     layout: str | None = None
     target: str = "steer"
+    gradcam_layer: str | None = None
     frames: int = 600
     display: bool = False
     out: str | None = None
@@ -269,13 +271,16 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
     prep = model_contract(model_path)
     outputs = RunFolder(Path(options.out), OUTPUT_FILES, options.overwrite) if options.out else None
     draws = options.display or outputs is not None
-    analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=draws)
+    analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=draws,
+                             contract=prep, gradcam_layer=options.gradcam_layer)
     analyzer.warm_up()
     success = False
     try:
         with _session(options) as source:
             rows, stopped = _run(source, analyzer, prep, options, outputs, draws, model_path)
         summary = _summary(rows, options, model_path, source, stopped)
+        summary["warnings"] = plausibility_warnings([row["steer_pred"] for row in rows],
+                                                    [row["steer_true"] for row in rows])
         if outputs is not None:
             table = pd.DataFrame(rows)
             table.to_parquet(outputs.partial("frames.parquet"), index=False)
@@ -432,7 +437,8 @@ def run(args: argparse.Namespace) -> int:
     """The ``drive-viz live`` command."""
     options = LiveOptions(
         world=args.world, drive=args.drive, methods=_parse_methods(args.methods),
-        layout=args.layout, target=args.target, frames=args.frames, display=args.display,
+        layout=args.layout, target=args.target, gradcam_layer=args.gradcam_layer,
+        frames=args.frames, display=args.display,
         out=args.out, seed=args.seed, fps=args.fps, width=args.width, height=args.height,
         host=args.host, port=args.port, town=args.town, timeout=args.timeout,
         overwrite=args.overwrite, unsafe_model=args.unsafe_model)
@@ -446,6 +452,7 @@ def run(args: argparse.Namespace) -> int:
     if summary["steering"]["mae_vs_expert"] is not None:
         line += f", MAE vs expert {summary['steering']['mae_vs_expert']:.4f}"
     print(line)
+    print_warnings(summary["warnings"])
     if options.out:
         print(f"run: {options.out} (annotated.mp4, frames.parquet, summary.json, recording/)")
     return 0

@@ -47,6 +47,7 @@ from drive_viz.analysis import (
 )
 from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.model.contract import InputContract
+from drive_viz.model.plausibility import print_warnings
 from drive_viz.model.preprocess import (
     input_to_rgb,
     preprocess_batch,
@@ -91,6 +92,7 @@ class ReplayOptions:
     camera: str | None = None
     video: bool = True
     target: str = "steer"
+    gradcam_layer: str | None = None
     batch_size: int = 32
     overwrite: bool = False
     progress: bool = True
@@ -268,7 +270,8 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
     outputs = RunFolder(Path(out), OUTPUT_FILES, options.overwrite)
 
     analyzer = FrameAnalyzer(model, options.methods, options.target, with_video=options.video,
-                             batch_size=options.batch_size)
+                             batch_size=options.batch_size, contract=prep,
+                             gradcam_layer=options.gradcam_layer)
     fps = rec.fps / options.stride
     steering = rec.steering()
     frame_numbers = rec.table["frame"].to_numpy(np.int64)
@@ -433,14 +436,17 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
         summary = _summary(rec, camera, model_path, options, end, positions_rows, accumulator,
                            skipped, skip_reasons, mask_problems, by_error, off_road, elapsed,
                            fps, with_masks)
+        from drive_viz.model.plausibility import plausibility_warnings
         from drive_viz.report.html import write_report
+
+        table = pd.read_parquet(outputs.partial("frames.parquet"))
+        summary["warnings"] = plausibility_warnings(table["steer_pred"], table["steer_true"])
 
         galleries = {name: [_with_thumbnails(entry, options, prep) for entry in gallery.worst()]
                      for name, gallery in (("by_error", by_error), ("off_road", off_road))}
         outputs.partial("summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False),
                                                    encoding="utf-8")
-        write_report(outputs.partial("report.html"), summary,
-                     pd.read_parquet(outputs.partial("frames.parquet")), galleries)
+        write_report(outputs.partial("report.html"), summary, table, galleries)
         tables_and_report = [name for name in OUTPUT_FILES if name != "annotated.mp4"]
         outputs.commit(*tables_and_report, *(["annotated.mp4"] if options.video else []))
         success = True
@@ -665,7 +671,8 @@ def run(args: argparse.Namespace) -> int:
     options = ReplayOptions(
         methods=_parse_methods(args.methods), layout=args.layout, start=args.start,
         end=args.end, stride=args.stride, camera=args.camera, video=not args.no_video,
-        target=args.target, batch_size=args.batch_size, overwrite=args.overwrite,
+        target=args.target, gradcam_layer=args.gradcam_layer, batch_size=args.batch_size,
+        overwrite=args.overwrite,
         progress=not args.quiet, unsafe_model=args.unsafe_model)
     summary = replay(args.recording, args.model, args.out, options)
     _print_result(Path(args.out), summary)
@@ -681,6 +688,7 @@ def _print_result(out: Path, summary: dict[str, Any]) -> None:
     if summary["video"]:
         print(f"video:  {out / 'annotated.mp4'}")
     print(f"report: {out / 'report.html'}")
+    print_warnings(summary["warnings"])
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -318,7 +318,7 @@ def test_smoothgrad_is_seeded_and_reduces_to_saliency_without_noise(dave2_elu, f
     (3, 5, 3, 1, "VALID"), (5, 10, 3, 2, "SAME"), (4, 7, 3, 2, "SAME"), (5, 5, 3, 1, "SAME")])
 def test_visualbackprop_upscale_matrix_equals_transposed_convolution_of_ones(
         small: int, big: int, kernel: int, stride: int, padding: str) -> None:
-    from drive_viz.attention.methods import _ones_transpose_matrix
+    from drive_viz.attention.network import _ones_transpose_matrix
 
     signal = np.random.default_rng(small + big).random((1, small, 1)).astype(np.float32)
     expected = tf.nn.conv1d_transpose(signal, tf.ones((kernel, 1, 1)), (1, big, 1),

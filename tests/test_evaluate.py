@@ -172,7 +172,7 @@ def test_command_writes_documented_json(recording: Path, region_model, tmp_path:
     report = json.loads((out / "evaluation.json").read_text())
     assert set(report) == {"recording", "model", "camera", "frames", "skipped", "methods",
                            "seed", "prediction_mae", "sanity_check", "deletion", "insertion",
-                           "masks", "plots"}
+                           "masks", "plots", "warnings"}
     assert report["frames"] == [0, 1, 3, 4]  # 4 evenly spaced rows of 5
     assert report["skipped"] == []
     assert report["methods"] == ["saliency", "gradcam", "sobel"]

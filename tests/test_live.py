@@ -26,8 +26,8 @@ from drive_viz.sim.world import SyntheticWorld
 FRAMES = 40
 FPS = 20.0
 REPLAY_COLUMNS = ("frame", "row", "t", "target", "steer_true", "steer_pred", "abs_error",
-                  "decode_ms", "model_ms", "render_ms", "encode_ms", "conv1_act_mean",
-                  "conv1_act_max", "conv1_dead_share")
+                  "decode_ms", "model_ms", "render_ms", "encode_ms", "first_conv_act_mean",
+                  "first_conv_act_max", "first_conv_dead_share")
 LIVE_COLUMNS = ("steer_applied", "intervention", "interventions", "lateral_offset", "speed",
                 "preprocess_ms", "latency_ms")
 CARLA_WARMUP_TICKS = 10  # SessionConfig's default

@@ -77,8 +77,8 @@ def test_tables_have_one_row_per_replayed_frame(workspace) -> None:
     assert len(table) == len(csv) == FRAMES - 1
     assert table["frame"].tolist() == [i for i in range(FRAMES) if i != CORRUPT_ROW]
     for column in ("frame", "t", "steer_true", "steer_pred", "abs_error", "decode_ms",
-                   "model_ms", "render_ms", "encode_ms", "conv1_act_mean", "conv1_act_max",
-                   "conv1_dead_share"):
+                   "model_ms", "render_ms", "encode_ms", "first_conv_act_mean",
+                   "first_conv_act_max", "first_conv_dead_share"):
         assert column in table.columns, column
     for method in ("saliency", "gradcam", "visualbackprop"):
         for stat in ("entropy", "centroid_x", "lr_balance", "road_share", "temporal_corr"):

@@ -26,10 +26,10 @@ from drive_viz.attention.network import Network
 from drive_viz.attention.targets import Target, TargetError, check_target, target_score
 from drive_viz.errors import ModelError
 
-#: Named baselines and fill values, as YUV triples in the network's input space.
-#: ``black`` is RGB black in OpenCV's YUV (Y=0, U=V=128); ``gray`` is RGB (128, 128, 128).
-NAMED_FILLS = {"black": (0.0, 128.0, 128.0), "zeros": (0.0, 0.0, 0.0),
-               "gray": (128.0, 128.0, 128.0)}
+#: Named baselines and fill values: RGB pixels put through the model's input contract
+#: (``zeros`` is 0 in the network's input space). For DAVE-2 (YUV, scale 1): black is
+#: (0, 128, 128), gray (128, 128, 128), zeros (0, 0, 0).
+NAMED_FILLS = {"black": (0, 0, 0), "gray": (128, 128, 128), "zeros": None}
 _OCCLUSION_CHUNK = 128
 #: Frames per backward pass when SmoothGrad / integrated gradients batch their samples.
 _GRADIENT_BATCH = 64
@@ -39,13 +39,16 @@ _GRADIENT_BATCH = 64
 class AttentionResult:
     """One engine call's output for N frames.
 
-    ``prediction`` (N,) float32 network output; ``maps`` method name -> (N, 66, 200) float32
-    raw map (sign and scale in ``METHODS``); ``activations`` layer name -> that layer's
-    output, e.g. conv1 (N, 31, 98, 24) float32, post-activation; ``gradcam_by_layer``: conv
-    layer name -> its Grad-CAM map (N, 66, 200) float32 for the engine's ``gradcam_layers``.
+    ``prediction`` (N,) float32 decoded steering; ``throttle`` (N,) float32 decoded throttle
+    (None when the contract names no throttle output); ``maps`` method name -> (N, H, W)
+    float32 raw map over the model's input (sign and scale in ``METHODS``); ``activations``
+    layer name -> that layer's output, e.g. DAVE-2's conv1 (N, 31, 98, 24) float32,
+    post-activation; ``gradcam_by_layer``: conv layer name -> its Grad-CAM map (N, H, W)
+    float32 for the engine's ``gradcam_layers``.
     """
 
     prediction: np.ndarray
+    throttle: np.ndarray | None = None
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     activations: dict[str, np.ndarray] = field(default_factory=dict)
     gradcam_by_layer: dict[str, np.ndarray] = field(default_factory=dict)
@@ -86,19 +89,23 @@ def default_gradcam_layer(network: Network) -> str:
 
 
 class AttentionEngine:
-    """Computes attention maps for batches of inputs (N, 66, 200, 3) float32 YUV in [0, 255].
+    """Computes attention maps for batches of network inputs (N, H, W, 3) float32.
 
-    ``methods``: names from ``METHODS``. ``target``: ``"steer"``, ``"left"``, ``"maintain"``
-    or a ``UnitTarget`` (see ``targets``). ``gradcam_layer``: conv layer for Grad-CAM(++)
-    (default ``default_gradcam_layer``). ``activation_layers``: layers whose outputs to return.
+    ``contract``: the model's ``InputContract`` (which output is steering and throttle, how
+    decoded, and the input space fills are expressed in; default: the only output, linear,
+    DAVE-2's YUV 0..255). ``methods``: names from ``METHODS``. ``target``: ``"steer"``,
+    ``"left"``, ``"maintain"``, ``"throttle"`` or a ``UnitTarget`` (see ``targets``).
+    ``gradcam_layer``: conv layer for Grad-CAM(++) (default ``default_gradcam_layer``).
+    ``activation_layers``: layers whose outputs to return.
     ``gradcam_layers``: conv layers whose Grad-CAM maps to return in ``gradcam_by_layer``,
     all from the one shared backward pass. ``cam`` needs a GAP head (``gap_head``) and the
     target ``"steer"`` or ``"left"``.
-    SmoothGrad: ``smoothgrad_samples`` noisy copies, noise std ``smoothgrad_sigma`` x 255,
-    ``seed``. Integrated gradients: ``ig_steps`` midpoint-rule steps from ``ig_baseline``
-    (a name in ``NAMED_FILLS``, a number, or an array broadcastable to the inputs).
+    SmoothGrad: ``smoothgrad_samples`` noisy copies, noise std ``smoothgrad_sigma`` x 255
+    pixel levels (times the contract's scale), ``seed``. Integrated gradients: ``ig_steps``
+    midpoint-rule steps from ``ig_baseline`` (a name in ``NAMED_FILLS``, a number, or an
+    array broadcastable to the inputs).
     Occlusion: ``occlusion_patch`` x ``occlusion_patch`` squares every ``occlusion_stride``
-    pixels, filled with ``occlusion_fill`` (name, number or YUV triple).
+    pixels, filled with ``occlusion_fill`` (name, number or a triple in the input space).
     ``trace_counts`` counts how often each pass was traced.
     """
 
@@ -109,14 +116,19 @@ class AttentionEngine:
                  smoothgrad_sigma: float = 0.15, seed: int = 0, ig_steps: int = 32,
                  ig_baseline: str | float | np.ndarray = "black", occlusion_patch: int = 10,
                  occlusion_stride: int = 5,
-                 occlusion_fill: str | float | Sequence[float] = "gray") -> None:
+                 occlusion_fill: str | float | Sequence[float] = "gray",
+                 contract: Any = None) -> None:
         unknown = [name for name in methods if name not in m.METHODS]
         if unknown:
             raise ValueError(f"unknown attention method(s) {unknown}; "
                              f"known: {', '.join(m.METHODS)}")
-        self.network = Network(model)
+        self.network = Network(model, contract)
+        self.contract = self.network.contract
         self.methods = tuple(dict.fromkeys(methods))
         check_target(target, self.network.output_shapes)
+        if target == "throttle" and self.network.throttle_layer is None:
+            raise TargetError("target 'throttle': the model's contract names no throttle "
+                              "output")
         self.target = target
         missing = [name for name in activation_layers if name not in self.network.layer_names]
         if missing:
@@ -145,19 +157,31 @@ class AttentionEngine:
                 raise TargetError(f"cam explains the steering output: target must be 'steer' "
                                   f"or 'left', not {str(target)!r}")
             self._cam_head = gap_head(model)
-        if "visualbackprop" in self.methods and not self.network.conv_layers:
-            raise ModelError("the model has no Conv2D layer for VisualBackProp")
+            if (self._cam_head[1].name != self.network.steering_layer
+                    or self.contract.steering.bins is not None):
+                raise ModelError(f"cam needs the GAP head's Dense {self._cam_head[1].name!r} "
+                                 "to be the linear steering output")
+        self._vbp_layers: list[str] = []
+        self._vbp_backmaps: list[tuple[np.ndarray, np.ndarray]] = []
+        if "visualbackprop" in self.methods:
+            if not self.network.conv_layers:
+                raise ModelError("the model has no Conv2D layer for VisualBackProp")
+            self._vbp_layers = self.network.conv_chain()
+            below = [None, *self._vbp_layers[:-1]]
+            self._vbp_backmaps = [self.network.backmaps(name, shallower)
+                                  for name, shallower in zip(self._vbp_layers, below,
+                                                             strict=True)]
         if smoothgrad_samples < 1 or ig_steps < 1:
             raise ValueError("smoothgrad_samples and ig_steps must be >= 1")
         self.smoothgrad_samples = int(smoothgrad_samples)
         self.smoothgrad_sigma = float(smoothgrad_sigma)
         self.seed = int(seed)
         self.ig_steps = int(ig_steps)
-        _fill_array(ig_baseline, "ig_baseline")  # a bad name fails here, not mid-replay
+        self._fill_array(ig_baseline, "ig_baseline")  # a bad name fails here, not mid-replay
         self.ig_baseline = ig_baseline
         self._occlusion_masks = m.occlusion_patches(self.network.input_hw, occlusion_patch,
                                                     occlusion_stride)
-        self._occlusion_fill = _fill_array(occlusion_fill, "occlusion_fill")
+        self._occlusion_fill = self._fill_array(occlusion_fill, "occlusion_fill")
         self.trace_counts: dict[str, int] = {}
         self._shared = tf.function(self._shared_pass)
         self._guided = tf.function(self._guided_pass)
@@ -167,13 +191,14 @@ class AttentionEngine:
 
     def __call__(self, inputs: np.ndarray,
                  baseline: str | float | np.ndarray | None = None) -> AttentionResult:
-        """All requested maps for ``inputs`` (N, 66, 200, 3) float32 YUV in [0, 255].
+        """All requested maps for ``inputs`` (N, H, W, 3) float32 network inputs.
 
         ``baseline`` overrides ``ig_baseline`` for this call.
         """
         x = self._check_inputs(inputs)
         shared = {key: value.numpy() for key, value in self._shared(x).items()}
-        result = AttentionResult(prediction=shared.pop("prediction"))
+        result = AttentionResult(prediction=shared.pop("prediction"),
+                                 throttle=shared.pop("throttle", None))
         result.activations = {name: shared.pop(f"layer:{name}")
                               for name in self.activation_layers}
         result.gradcam_by_layer = {name: shared.pop(f"gradcam:{name}")
@@ -190,7 +215,7 @@ class AttentionEngine:
         if "integrated_gradients" in self.methods:
             spec = self.ig_baseline if baseline is None else baseline
             try:
-                reference = np.broadcast_to(_fill_array(spec, "baseline"), x.shape)
+                reference = np.broadcast_to(self._fill_array(spec, "baseline"), x.shape)
             except ValueError:
                 raise ValueError(f"baseline of shape {np.shape(spec)} does not broadcast to "
                                  f"the inputs {tuple(x.shape)}") from None
@@ -209,14 +234,30 @@ class AttentionEngine:
                              f"(N, {', '.join(map(str, expected))}) with N >= 1")
         return tf.constant(array)
 
+    def _fill_array(self, spec: str | float | Sequence[float] | np.ndarray,
+                    what: str) -> np.ndarray:
+        """A named fill (``NAMED_FILLS``: an RGB pixel through the contract's colour, scale
+        and offset), a number or a triple in the input space (or a full array) as float32."""
+        if isinstance(spec, str):
+            if spec not in NAMED_FILLS:
+                raise ValueError(f"{what} must be one of {tuple(NAMED_FILLS)}, a number or an "
+                                 f"array, not {spec!r}")
+            if NAMED_FILLS[spec] is None:
+                return np.zeros(3, np.float32)
+            from drive_viz.model.preprocess import convert_pixels
+
+            pixel = np.asarray(NAMED_FILLS[spec], np.uint8).reshape(1, 1, 3)
+            return convert_pixels(pixel, self.contract).reshape(3)
+        return np.asarray(spec, np.float32)
+
     def _count_trace(self, name: str) -> None:
         self.trace_counts[name] = self.trace_counts.get(name, 0) + 1
 
     def _input_gradient(self, x: tf.Tensor, guided: bool = False) -> tf.Tensor:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            output, layers = self.network.forward(x, guided=guided)
-            score = target_score(self.target, output, layers)
+            heads, layers = self.network.forward(x, guided=guided)
+            score = target_score(self.target, heads, layers)
         return tape.gradient(score, x)
 
     def _shared_pass(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -226,14 +267,16 @@ class AttentionEngine:
             ([self.gradcam_layer] if self._cam_maps else []) + list(self.gradcam_layers)))
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)
-            output, layers = self.network.forward(x)
-            score = target_score(self.target, output, layers)
+            heads, layers = self.network.forward(x)
+            score = target_score(self.target, heads, layers)
         sources = ([x] if wants_input_grad else []) + [layers[name] for name in cam_layers]
         # A layer above a unit target's layer does not affect the score: zero gradient.
         grads = tape.gradient(score, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO
                               ) if sources else []
         layer_grads = dict(zip(cam_layers, grads[len(grads) - len(cam_layers):], strict=True))
-        out = {"prediction": output}
+        out = {"prediction": heads["steering"]}
+        if "throttle" in heads:
+            out["throttle"] = heads["throttle"]
         out.update({f"layer:{name}": layers[name] for name in self.activation_layers})
         for name in self.gradcam_layers:
             out[f"gradcam:{name}"] = m.upsample_to_input(
@@ -267,9 +310,8 @@ class AttentionEngine:
                 m.class_activation_map(layers[conv_name], weights),
                 self.network.geometry[conv_name], self.network.input_hw)
         if "visualbackprop" in self.methods:
-            convs = self.network.conv_layers
             out["visualbackprop"] = m.visualbackprop(
-                [layers[name] for name in convs], [self.network.geometry[n] for n in convs])
+                [layers[name] for name in self._vbp_layers], self._vbp_backmaps)
         return out
 
     def _guided_pass(self, x: tf.Tensor) -> tf.Tensor:
@@ -284,7 +326,8 @@ class AttentionEngine:
         for chunk in tf.range(chunks):
             noise = tf.random.stateless_normal((per_chunk * count, *x.shape[1:]),
                                                seed=tf.stack([self.seed, chunk]),
-                                               stddev=self.smoothgrad_sigma * 255.0)
+                                               stddev=self.smoothgrad_sigma * 255.0
+                                               * abs(self.contract.scale))
             noisy = tf.tile(x, (per_chunk, 1, 1, 1)) + noise
             maps = tf.reshape(m.saliency(self._input_gradient(noisy)),
                               (per_chunk, count, *x.shape[1:3]))
@@ -309,8 +352,8 @@ class AttentionEngine:
     def _occlusion_pass(self, frame: tf.Tensor, masks: tf.Tensor) -> tf.Tensor:
         self._count_trace("occlusion")
         occluded = frame * (1.0 - masks) + tf.constant(self._occlusion_fill) * masks
-        output, layers = self.network.forward(occluded)
-        return target_score(self.target, output, layers)
+        heads, layers = self.network.forward(occluded)
+        return target_score(self.target, heads, layers)
 
     def _occlusion(self, x: tf.Tensor) -> np.ndarray:
         masks = self._occlusion_masks
@@ -341,16 +384,6 @@ def _chunked(samples: int, count: int) -> tuple[np.ndarray, int, int]:
     return weights.reshape(chunks, per_chunk), chunks, per_chunk
 
 
-def _fill_array(spec: str | float | Sequence[float] | np.ndarray, what: str) -> np.ndarray:
-    """A named fill, a number or a YUV triple (or a full array) as float32."""
-    if isinstance(spec, str):
-        if spec not in NAMED_FILLS:
-            raise ValueError(f"{what} must be one of {tuple(NAMED_FILLS)}, a number or an "
-                             f"array, not {spec!r}")
-        return np.asarray(NAMED_FILLS[spec], np.float32)
-    return np.asarray(spec, np.float32)
-
-
 _ENGINE_CACHE: OrderedDict[tuple, tuple[Any, AttentionEngine]] = OrderedDict()
 _ENGINE_CACHE_SIZE = 8
 
@@ -358,16 +391,18 @@ _ENGINE_CACHE_SIZE = 8
 def engine_for(model: Any, method: str, target: Target = "steer", *,
                layer: str | None = None, steps: int = 32, samples: int = 16,
                sigma: float = 0.15, seed: int = 0, patch: int = 10, stride: int = 5,
-               fill: str | float | Sequence[float] = "gray") -> AttentionEngine:
+               fill: str | float | Sequence[float] = "gray",
+               contract: Any = None) -> AttentionEngine:
     """The cached one-method engine ``attribute`` uses (the 8 most recent are kept)."""
     key = (id(model), method, target, layer, steps, samples, sigma, seed, patch, stride,
-           fill if isinstance(fill, str | int | float) else tuple(fill))
+           fill if isinstance(fill, str | int | float) else tuple(fill), contract)
     cached = _ENGINE_CACHE.get(key)
     if cached is None or cached[0] is not model:
         engine = AttentionEngine(model, (method,), target, gradcam_layer=layer,
                                  smoothgrad_samples=samples, smoothgrad_sigma=sigma, seed=seed,
                                  ig_steps=steps, occlusion_patch=patch,
-                                 occlusion_stride=stride, occlusion_fill=fill)
+                                 occlusion_stride=stride, occlusion_fill=fill,
+                                 contract=contract)
         cached = (model, engine)
     _ENGINE_CACHE[key] = cached
     _ENGINE_CACHE.move_to_end(key)
@@ -380,8 +415,10 @@ def attribute(model: Any, inputs: np.ndarray, method: str, target: Target = "ste
               layer: str | None = None, steps: int = 32,
               baseline: str | float | np.ndarray = "black", samples: int = 16,
               sigma: float = 0.15, seed: int = 0, patch: int = 10, stride: int = 5,
-              fill: str | float | Sequence[float] = "gray") -> np.ndarray:
-    """One method's raw map (N, 66, 200) float32 for ``inputs`` (N, 66, 200, 3) YUV.
+              fill: str | float | Sequence[float] = "gray",
+              contract: Any = None) -> np.ndarray:
+    """One method's raw map (N, H, W) float32 for ``inputs`` (N, H, W, 3) network inputs
+    (``contract``: as in ``AttentionEngine``).
 
     ``layer``: Grad-CAM layer; ``steps``/``baseline``: integrated gradients; ``samples``/
     ``sigma``/``seed``: SmoothGrad; ``patch``/``stride``/``fill``: occlusion. Engines are
@@ -389,5 +426,6 @@ def attribute(model: Any, inputs: np.ndarray, method: str, target: Target = "ste
     retrace.
     """
     engine = engine_for(model, method, target, layer=layer, steps=steps, samples=samples,
-                        sigma=sigma, seed=seed, patch=patch, stride=stride, fill=fill)
+                        sigma=sigma, seed=seed, patch=patch, stride=stride, fill=fill,
+                        contract=contract)
     return engine(inputs, baseline=baseline).maps[method]

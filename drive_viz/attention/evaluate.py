@@ -249,13 +249,18 @@ def deletion_insertion(predict: Predict, inputs: np.ndarray, maps: Mapping[str, 
     return result
 
 
-def steering_predictor(model: Any) -> Predict:
-    """A traced inference call: (M, 66, 200, 3) float32 inputs -> (M,) float32 steering."""
+def steering_predictor(model: Any, contract: Any = None) -> Predict:
+    """A traced inference call: (M, H, W, 3) float32 inputs -> (M,) float32 decoded steering
+    (the contract's steering output and decode; None: the only output, linear)."""
     import tensorflow as tf
+
+    from drive_viz.attention.network import Network
+
+    network = Network(model, contract)
 
     @tf.function(reduce_retracing=True)
     def forward(x: Any) -> Any:
-        return model(x, training=False)[:, 0]
+        return network.forward(x)[0]["steering"]
 
     return lambda x: forward(tf.constant(np.asarray(x, np.float32))).numpy()
 
@@ -451,6 +456,7 @@ def _read_frames(recording: Any, wanted: np.ndarray, camera: str
 def run(args: argparse.Namespace) -> int:
     """``drive-viz evaluate``: sanity check, deletion/insertion and mask agreement."""
     from drive_viz.model.dave2 import load_steering_model, model_contract
+    from drive_viz.model.plausibility import plausibility_warnings, print_warnings
     from drive_viz.model.preprocess import preprocess_batch, preprocess_mask
     from drive_viz.recording.reader import open_recording
 
@@ -482,11 +488,13 @@ def run(args: argparse.Namespace) -> int:
     inputs = preprocess_batch(frames, prep)
     masks = [None if m is None else preprocess_mask(m, prep) for m in masks]
 
-    maps = MapMaker(model, methods, seed=args.seed)(inputs)
-    predict = steering_predictor(model)
+    engine_options = {"seed": args.seed, "contract": prep, "gradcam_layer": args.gradcam_layer}
+    maps = MapMaker(model, methods, **engine_options)(inputs)
+    predict = steering_predictor(model, prep)
     prediction = predict(inputs)
     steering = recording.steering()[rows]
-    check = sanity_check(model, inputs, methods, seed=args.seed, trained_maps=maps)
+    warnings = plausibility_warnings(prediction, steering)
+    check = sanity_check(model, inputs, methods, trained_maps=maps, **engine_options)
     curves = deletion_insertion(predict, inputs, maps, steps=args.steps,
                                 baseline=args.baseline, seed=args.seed)
     agreement = mask_agreement(maps, masks, args.tolerance)
@@ -500,6 +508,7 @@ def run(args: argparse.Namespace) -> int:
         "frames": rows.tolist(), "skipped": skipped, "methods": list(methods),
         "seed": args.seed,
         "prediction_mae": float(np.nanmean(np.abs(prediction - steering))),
+        "warnings": warnings,
         "sanity_check": check, **curves, "masks": agreement, "plots": plots,
     }
     write_json_atomic(out / "evaluation.json", report)
@@ -511,4 +520,5 @@ def run(args: argparse.Namespace) -> int:
               f"  insertion AUC {curves['insertion']['auc'][method]:.2f}")
     print(f"  {'random order':<22} deletion AUC {curves['deletion']['auc']['random']:.2f}"
           f"  insertion AUC {curves['insertion']['auc']['random']:.2f}")
+    print_warnings(warnings)
     return 0

@@ -29,7 +29,8 @@ import cv2
 import numpy as np
 
 from drive_viz.errors import DriveVizError, ModelError
-from drive_viz.model.preprocess import INPUT_SHAPE, input_to_rgb
+from drive_viz.model.contract import InputContract
+from drive_viz.model.preprocess import input_to_rgb
 from drive_viz.render.png import png_output, write_png
 
 GREY = 127.5
@@ -43,9 +44,9 @@ BACKGROUND = (24, 24, 24)
 class FeatureImages:
     """Result of :func:`maximize_activation` for ``units`` of ``layer``.
 
-    ``inputs``: (F, 66, 200, 3) float32 YUV network inputs; ``images``: the same as RGB
-    uint8; ``start_score`` and ``final_score``: (F,) each unit's score on its starting noise
-    and on its optimized image.
+    ``inputs``: (F, H, W, 3) float32 network inputs (the model's input size and space);
+    ``images``: the same as RGB uint8; ``start_score`` and ``final_score``: (F,) each unit's
+    score on its starting noise and on its optimized image.
     """
 
     layer: str
@@ -61,7 +62,7 @@ class LayerProbe:
 
     ``scores(inputs)`` -> (N, c) float32: every unit's score (conv filters averaged over the
     feature map, or taken at feature-map cell ``position`` (row, col)). ``gradient(inputs,
-    units)`` -> (N, 66, 200, 3): the gradient of unit ``units[i]``'s score on image i with
+    units)`` -> (N, H, W, 3): the gradient of unit ``units[i]``'s score on image i with
     respect to image i.
     """
 
@@ -129,8 +130,13 @@ def maximize_activation(model: Any, layer: str, units: tuple[int, ...] | None = 
                         steps: int = 128, seed: int = 0, step_size: float = 3.0,
                         noise: float = 8.0, decay: float = 0.002, jitter: int = 2,
                         blur_every: int = 8, blur_sigma: float = 0.5,
-                        probe: LayerProbe | None = None) -> FeatureImages:
-    """The inputs that maximize ``units`` (default: all) of ``layer`` (see module doc)."""
+                        probe: LayerProbe | None = None,
+                        contract: InputContract | None = None) -> FeatureImages:
+    """The inputs that maximize ``units`` (default: all) of ``layer`` (see module doc).
+
+    The images live in the model's input space (``contract``: its colour, scale and offset;
+    None: DAVE-2's, YUV 0..255, at the model's input size): ``noise``, ``step_size`` and
+    the grey start are in pixel levels 0..255 and mapped through scale and offset."""
     probe = probe or LayerProbe(model, layer)
     units = tuple(range(probe.units)) if units is None else tuple(int(u) for u in units)
     if not units:
@@ -138,9 +144,15 @@ def maximize_activation(model: Any, layer: str, units: tuple[int, ...] | None = 
     probe.check_units(units)
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if contract is None:
+        contract = InputContract(input_size=tuple(int(d) for d in model.inputs[0].shape[1:3]))
+    scale, offset = contract.scale, contract.offset
+    low, high = sorted((offset, 255.0 * scale + offset))
+    grey = GREY * scale + offset
     rng = np.random.default_rng(seed)
-    x = (GREY + noise * rng.standard_normal((len(units), *INPUT_SHAPE))).astype(np.float32)
-    x = np.clip(x, 0.0, 255.0)
+    x = (grey + noise * abs(scale) * rng.standard_normal((len(units), *contract.input_shape))
+         ).astype(np.float32)
+    x = np.clip(x, low, high)
     rows = np.arange(len(units))
     start_score = probe.scores(x)[rows, list(units)]
     for step in range(1, steps + 1):
@@ -148,13 +160,13 @@ def maximize_activation(model: Any, layer: str, units: tuple[int, ...] | None = 
         shifted = np.roll(x, (dy, dx), axis=(1, 2))
         grad = np.roll(probe.gradient(shifted, units), (-dy, -dx), axis=(1, 2))
         grad /= np.abs(grad).mean(axis=(1, 2, 3), keepdims=True) + 1e-12
-        x = GREY + (1.0 - decay) * (x + step_size * grad - GREY)
-        np.clip(x, 0.0, 255.0, out=x)
+        x = grey + (1.0 - decay) * (x + step_size * abs(scale) * grad - grey)
+        np.clip(x, low, high, out=x)
         if blur_every and step % blur_every == 0:
             for i in range(len(x)):
                 x[i] = cv2.GaussianBlur(x[i], (0, 0), blur_sigma)
     final_score = probe.scores(x)[rows, list(units)]
-    images = np.stack([input_to_rgb(image) for image in x])
+    images = np.stack([input_to_rgb(image, contract) for image in x])
     return FeatureImages(layer, units, x, images, start_score, final_score)
 
 
@@ -165,8 +177,8 @@ def feature_grid(features: FeatureImages, cols: int = 4, zoom: int = 2) -> np.nd
     count = len(features.units)
     cols = max(1, min(cols, count))
     rows = math.ceil(count / cols)
-    tile_h = INPUT_SHAPE[0] * zoom + LABEL_HEIGHT
-    tile_w = INPUT_SHAPE[1] * zoom
+    tile_h = features.images.shape[1] * zoom + LABEL_HEIGHT
+    tile_w = features.images.shape[2] * zoom
     canvas = np.empty((rows * (tile_h + GAP) + GAP, cols * (tile_w + GAP) + GAP, 3), np.uint8)
     canvas[:] = BACKGROUND
     for i, (unit, image) in enumerate(zip(features.units, features.images, strict=True)):
@@ -221,7 +233,7 @@ def _chosen_units(args: argparse.Namespace
 
 def run(args: argparse.Namespace) -> int:
     """``drive-viz features``: write a labelled grid PNG of maximizing inputs."""
-    from drive_viz.model.dave2 import load_steering_model
+    from drive_viz.model.dave2 import load_steering_model, model_contract
 
     out = png_output(args.out)
     if args.steps < 1:
@@ -230,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
     probe = LayerProbe(model, layer, position)
     features = maximize_activation(model, layer, units, steps=args.steps, seed=args.seed,
-                                   probe=probe)
+                                   probe=probe, contract=model_contract(args.model))
     write_png(out, feature_grid(features))
     gain = float(np.median(features.final_score - features.start_score))
     what = args.target or f"{layer} filter(s)"

@@ -1,9 +1,10 @@
 """The attention methods: the registry (names, sign, scale, cost) and the map arithmetic.
 
-Every method returns a RAW map (N, 66, 200) float32 over the network input (the 66x200 YUV
-view in [0, 255]); display normalization is the renderer's job. Gradients are of the target
-score S (see ``targets``) with respect to the input in YUV units, so gradient maps are in
-"score per YUV level". ``METHODS`` is the table the CLI and README list.
+Every method returns a RAW map (N, H, W) float32 over the network input (the model's own
+input size; DAVE-2: the 66x200 YUV view in [0, 255]); display normalization is the renderer's
+job. Gradients are of the target score S (see ``targets``) with respect to the network input
+in its own units (DAVE-2: YUV levels), so gradient maps are in "score per input unit" (the
+scale names below say YUV level, DAVE-2's unit). ``METHODS`` is the table the CLI and README list.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "(Springenberg et al. 2015)", "signed", "score per YUV level",
            "one guided forward + backward"),
     Method("gradcam", "relu(sum_k w_k A_k), w_k = mean_ij dS/dA_k, on a conv layer "
-           "(default conv3), receptive-field-aligned bilinear upsampling (Selvaraju et al. "
+           "(default: the deepest conv layer with at least 5x5 cells; DAVE-2: conv3), "
+           "receptive-field-aligned bilinear upsampling (Selvaraju et al. "
            "2017)", "non-negative", "score units", "shared forward + backward"),
     Method("gradcam_plus_plus", "Grad-CAM++ weights alpha = g^2 / (2 g^2 + sum_ab(A) g^3), "
            "w_k = sum_ij alpha relu(g), times exp(S) (Chattopadhyay et al. 2018)",
@@ -160,44 +162,30 @@ def upsample_to_input(grid: tf.Tensor, geometry: ConvGeometry,
     return tf.einsum("Hh,nhw,Ww->nHW", tf.constant(rows), grid, tf.constant(cols))
 
 
-def visualbackprop(activations: list[tf.Tensor], geometries: list[ConvGeometry]) -> tf.Tensor:
+def visualbackprop(activations: list[tf.Tensor],
+                   backmaps: list[tuple[np.ndarray, np.ndarray]]) -> tf.Tensor:
     """VisualBackProp from the conv layers' post-activation outputs (shallowest first).
 
     Each layer's output is clamped at zero (ELU) and averaged over channels; from the deepest
-    layer down, the running mask is upscaled by a transposed convolution of ones with that
-    layer's kernel, stride and padding to exactly the layer's input size (output padding as
-    needed) and multiplied with the mean map of the layer below; the last upscale reaches the
-    network input. Returns (N, H, W), each frame divided by its maximum (all-zero stays 0).
-
-    A kernel of ones is separable, so each transposed convolution is computed exactly as
-    ``rows @ mask @ columns.T`` with 0/1 matrices (``_ones_transpose_matrix``): two small
-    matrix products instead of a one-channel transposed convolution, which oneDNN runs slowly.
+    layer down, the running mask is upscaled to the grid of the conv layer below (the network
+    input after the first) and multiplied with that layer's mean map. ``backmaps[level]`` are
+    the (rows, columns) matrices of that upscale from conv ``level``'s output grid
+    (``Network.backmaps``): transposed convolutions of ones with each conv's and pooling
+    layer's own kernel (or window), stride and padding, to exactly the input size (output
+    padding as needed), crops padded back with zeros and resizes by their adjoint. A kernel of
+    ones is separable, so each upscale is exactly ``rows @ mask @ columns.T`` (two small matrix
+    products instead of a one-channel transposed convolution, which oneDNN runs slowly).
+    Returns (N, H, W), each frame divided by its maximum (all-zero stays 0).
     """
     means = [tf.reduce_mean(tf.nn.relu(a), axis=-1) for a in activations]
     mask = means[-1]
     for level in range(len(means) - 1, -1, -1):
-        geometry = geometries[level]
-        rows, columns = (
-            tf.constant(_ones_transpose_matrix(small, big, kernel, stride, geometry.padding))
-            for small, big, kernel, stride in zip(geometry.out_hw, geometry.in_hw,
-                                                  geometry.kernel, geometry.strides, strict=True))
+        rows, columns = (tf.constant(matrix) for matrix in backmaps[level])
         mask = tf.matmul(tf.matmul(rows, mask), columns, transpose_b=True)
         if level > 0:
             mask = mask * means[level - 1]
     peak = tf.reduce_max(mask, axis=(1, 2), keepdims=True)
     return tf.math.divide_no_nan(mask, peak)
-
-
-def _ones_transpose_matrix(small: int, big: int, kernel: int, stride: int,
-                           padding: str) -> np.ndarray:
-    """(big, small) float32 0/1 matrix of a 1-D transposed convolution with a kernel of ones:
-    output ``i`` sums input ``p`` when ``0 <= i + pad - stride * p < kernel``, with ``pad``
-    the forward convolution's leading padding (0 for VALID; TensorFlow's SAME split)."""
-    pad = 0
-    if padding.lower() == "same":
-        pad = max((small - 1) * stride + kernel - big, 0) // 2
-    offsets = np.arange(big)[:, None] + pad - stride * np.arange(small)[None, :]
-    return ((offsets >= 0) & (offsets < kernel)).astype(np.float32)
 
 
 def occlusion_patches(input_hw: tuple[int, int], patch: int, stride: int) -> np.ndarray:

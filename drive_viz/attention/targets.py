@@ -1,18 +1,23 @@
 """What an attention map explains: a scalar score per frame, chosen from the network's outputs.
 
-A steering output has no class, so the score is a function of the output y (N,):
+A steering output has no class, so the score is a function of the decoded steering y (N,)
+(the model's contract says which output is steering and how it is decoded, e.g. the
+expectation over softmax bins):
 
 - ``"steer"``: S = y. The map shows what pushes the steering to the right (positive).
 - ``"left"``: S = -y. What pushes the steering to the left; every gradient is -1 times steer's.
 - ``"maintain"``: S = -y**2 / 2, so dS/dx = -y * dy/dx: what pulls the output back towards
   straight ahead (0), i.e. evidence against the current turn, weighted by how hard it turns
   (maps fade to zero as y -> 0).
+- ``"throttle"``: S = the decoded throttle output (only for a model whose contract names
+  one).
 - ``UnitTarget(layer, unit)``: an internal unit: channel ``unit`` of layer ``layer``'s
   output (post-activation), averaged over rows and columns for a conv layer;
   ``UnitTarget(layer, unit, (row, col))``: that conv filter's activation at one cell of its
   feature map.
 
 Text forms (``parse_target``, every CLI ``--target``): ``steer``, ``left``, ``maintain``,
+``throttle``,
 ``LAYER:UNIT`` (``conv3:17``: filter 17 of conv3, spatial mean; ``dense1:4``: unit 4 of
 dense1) and ``LAYER:UNIT@ROW,COL`` (``conv3:17@2,10``: filter 17 at feature-map row 2,
 column 10; rows and columns count from 0 at the top left of the layer's output grid).
@@ -26,7 +31,7 @@ from typing import Any
 
 from drive_viz.errors import DriveVizError
 
-OUTPUT_TARGETS = ("steer", "left", "maintain")
+OUTPUT_TARGETS = ("steer", "left", "maintain", "throttle")
 _UNIT_PATTERN = re.compile(r"^(?P<layer>[A-Za-z_][\w.\-]*):(?P<unit>\d+)"
                            r"(?:@(?P<row>\d+),(?P<col>\d+))?$")
 
@@ -53,10 +58,10 @@ Target = str | UnitTarget
 
 
 def parse_target(text: str, layer_shapes: dict[str, tuple[int, ...]] | None = None) -> Target:
-    """``"steer"`` | ``"left"`` | ``"maintain"`` | ``"conv3:17"`` | ``"conv3:17@2,10"`` |
-    ``"dense1:4"`` -> a ``Target``. With ``layer_shapes`` (layer name -> output shape without
-    the batch axis, e.g. ``Network.output_shapes``) the layer, unit and position are checked
-    too (``check_target``). TargetError (one line) for anything else."""
+    """``"steer"`` | ``"left"`` | ``"maintain"`` | ``"throttle"`` | ``"conv3:17"`` |
+    ``"conv3:17@2,10"`` | ``"dense1:4"`` -> a ``Target``. With ``layer_shapes`` (layer name
+    -> output shape without the batch axis, e.g. ``Network.output_shapes``) the layer, unit
+    and position are checked too (``check_target``). TargetError (one line) for anything else."""
     cleaned = text.strip()
     if cleaned in OUTPUT_TARGETS:
         target: Target = cleaned
@@ -100,9 +105,10 @@ def check_target(target: Target, layer_shapes: dict[str, tuple[int, ...]]) -> No
                           f"not {target!r}")
 
 
-def target_score(target: Target, output: Any, layers: dict[str, Any]) -> Any:
-    """The score S (N,) tf.Tensor for ``target`` from the output y (N,) and the layer
-    outputs by name."""
+def target_score(target: Target, heads: dict[str, Any], layers: dict[str, Any]) -> Any:
+    """The score S (N,) tf.Tensor for ``target`` from the decoded outputs ``heads``
+    (``"steering"`` (N,), ``"throttle"`` (N,) if the model has one; ``Network.forward``) and
+    the layer outputs by name."""
     import tensorflow as tf
 
     if isinstance(target, UnitTarget):
@@ -112,6 +118,9 @@ def target_score(target: Target, output: Any, layers: dict[str, Any]) -> Any:
         if len(values.shape) > 1:
             values = tf.reduce_mean(values, axis=list(range(1, len(values.shape))))
         return values
+    if target == "throttle":
+        return heads["throttle"]
+    output = heads["steering"]
     if target == "steer":
         return output
     if target == "left":

@@ -37,9 +37,15 @@ def _crop_resize(image: np.ndarray, contract: InputContract, interpolation: int)
 def preprocess_frame(rgb: np.ndarray, contract: InputContract = DAVE2_CONTRACT) -> np.ndarray:
     """RGB uint8 (H, W, 3) camera frame -> network input float32 (rows, columns, 3) of the
     contract's ``input_size``: crop, resize (uint8), colour, then * scale + offset."""
-    resized = _crop_resize(rgb, contract, _INTERPOLATION[contract.interpolation])
+    return convert_pixels(_crop_resize(rgb, contract, _INTERPOLATION[contract.interpolation]),
+                          contract)
+
+
+def convert_pixels(rgb: np.ndarray, contract: InputContract) -> np.ndarray:
+    """The last two steps of ``preprocess_frame`` alone: RGB uint8 (h, w, 3) -> float32
+    (h, w, 3) in the contract's colour order, * scale + offset."""
     code = _TO_COLOUR[contract.colour]
-    coloured = resized if code is None else cv2.cvtColor(resized, code)
+    coloured = rgb if code is None else cv2.cvtColor(rgb, code)
     out = coloured.astype(np.float32)
     if contract.scale != 1.0:
         out *= np.float32(contract.scale)

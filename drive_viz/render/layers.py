@@ -28,7 +28,9 @@ from drive_viz.render.overlay import BACKGROUND, DIM_TEXT, FONT, TEXT
 
 ZOOM = 2
 MARGIN = 8
-VIEW_HEIGHT, VIEW_WIDTH = INPUT_SHAPE[0] * ZOOM, INPUT_SHAPE[1] * ZOOM  # 132 x 400
+#: The box the input view is fitted into (DAVE-2's 66x200 view at ZOOM: 132 x 400); other
+#: input sizes keep their aspect ratio inside it.
+VIEW_HEIGHT, VIEW_WIDTH = INPUT_SHAPE[0] * ZOOM, INPUT_SHAPE[1] * ZOOM
 HEADER_HEIGHT = VIEW_HEIGHT + 2 * MARGIN
 ROW_HEIGHT = VIEW_HEIGHT + 2 * MARGIN
 LABEL_WIDTH = 120
@@ -38,7 +40,8 @@ GRID_WIDTH = 600
 @dataclass(frozen=True)
 class LayerRow:
     """One conv layer of the figure: ``grid`` (gh, gw) float32 in [0, 1] (the tiled
-    activations), ``gradcam`` (66, 200) float32 raw Grad-CAM map (score units), ``shape``
+    activations), ``gradcam`` (H, W) float32 raw Grad-CAM map over the model's input (score
+    units), ``shape``
     the layer's (h, w, channels)."""
 
     name: str
@@ -77,14 +80,13 @@ def draw_layers(view_rgb: np.ndarray, rows: Sequence[LayerRow], header: Sequence
                 ) -> np.ndarray:
     """The figure (see the module doc) as RGB uint8 (``layers_image_size(len(rows))``, 3).
 
-    ``view_rgb``: the network's input view (66, 200, 3) RGB uint8; ``header``: text lines
-    shown beside it (frame, target, steering).
+    ``view_rgb``: the network's input view (H, W, 3) RGB uint8 (the model's input size);
+    ``header``: text lines shown beside it (frame, target, steering).
     """
     height, width = layers_image_size(len(rows))
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[:] = BACKGROUND
-    view = cv2.resize(view_rgb, (VIEW_WIDTH, VIEW_HEIGHT), interpolation=cv2.INTER_NEAREST)
-    canvas[MARGIN:MARGIN + VIEW_HEIGHT, MARGIN:MARGIN + VIEW_WIDTH] = view
+    _paste_view(canvas, MARGIN, MARGIN, view_rgb)
     for number, line in enumerate(header):
         _text(canvas, line, 2 * MARGIN + VIEW_WIDTH, MARGIN + 20 + 24 * number, scale=0.55)
     grid_left, _ = grid_box()
@@ -106,6 +108,14 @@ def draw_layers(view_rgb: np.ndarray, rows: Sequence[LayerRow], header: Sequence
         canvas[top:top + size[1], grid_left:grid_left + size[0]] = grey[..., None]
         heat = row.gradcam / peak if peak > 0 else np.zeros_like(row.gradcam)
         blended = blend_heat(view_rgb, heat.astype(np.float32), DEFAULT_OPACITY)
-        canvas[top:top + VIEW_HEIGHT, view_left:view_left + VIEW_WIDTH] = cv2.resize(
-            blended, (VIEW_WIDTH, VIEW_HEIGHT), interpolation=cv2.INTER_NEAREST)
+        _paste_view(canvas, top, view_left, blended)
     return canvas
+
+
+def _paste_view(canvas: np.ndarray, top: int, left: int, view: np.ndarray) -> None:
+    """``view`` (h, w, 3) uint8 scaled to fit the VIEW_WIDTH x VIEW_HEIGHT box at (top, left),
+    aspect kept (nearest neighbour: input pixels stay crisp)."""
+    zoom = min(VIEW_WIDTH / view.shape[1], VIEW_HEIGHT / view.shape[0])
+    size = (max(1, round(view.shape[1] * zoom)), max(1, round(view.shape[0] * zoom)))
+    canvas[top:top + size[1], left:left + size[0]] = cv2.resize(
+        view, size, interpolation=cv2.INTER_NEAREST)

@@ -9,7 +9,7 @@ Layout (pixels, at the default 1280x720)::
     |                                             | small panels: the other |
     |                                             | methods on the input    |
     +---------------------------+-----------+-----+-------------------------+
-    | conv1 activation grid     | steering  | frame, time, recorded,       |
+    | first conv activations    | steering  | frame, time, recorded,       |
     |                           | gauge     | predicted, error             |
     +---------------------------+-----------+------------------------------+
     | timeline: recorded (green) vs predicted (magenta) steering, cursor    |
@@ -158,7 +158,7 @@ class OverlayRenderer:
                     self.input_panel.y - gap)
         for method, box in zip(self.small_methods, self.small_panels, strict=True):
             self._label(canvas, method, box.x, box.y - gap)
-        self._label(canvas, "conv1 activations", self.grid.x, self.grid.y - gap)
+        self._label(canvas, "first conv activations", self.grid.x, self.grid.y - gap)
         if title:
             self._label(canvas, title[:48], self.text.x, self.text.y + self.text.h - 2, DIM_TEXT)
         cx, cy = self.gauge_center

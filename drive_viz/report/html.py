@@ -102,6 +102,18 @@ def _gallery(title: str, entries: list[dict[str, Any]], key: str, label: str) ->
     return f"<h2>{html.escape(title)}</h2><div class='gallery'>{''.join(cards)}</div>"
 
 
+def warnings_html(warnings: list[dict[str, Any]]) -> str:
+    """The run's plausibility warnings (``drive_viz.model.plausibility``) as one prominent
+    block above everything else; empty when there are none."""
+    if not warnings:
+        return ""
+    items = "".join(f"<li><b>{html.escape(str(w['check']))}</b>: {html.escape(w['message'])}"
+                    "</li>" for w in warnings)
+    return ("<div class='warnings' role='alert' style='background:#5a1d1d;border:2px solid "
+            "#e05050;padding:8px 16px;margin:12px 0'><h2 style='margin:4px 0'>Warning: these "
+            "predictions are implausible</h2><ul>" + items + "</ul></div>")
+
+
 def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame,
                  galleries: dict[str, list[dict[str, Any]]]) -> None:
     """Write the report page to ``path``.
@@ -154,6 +166,7 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
     data["videoFps"] = video["fps"] if video else None
     replacements = {
         "{{TITLE}}": html.escape(f"drive-viz replay: {Path(summary['recording']).name}"),
+        "{{WARNINGS}}": warnings_html(summary.get("warnings", [])),
         "{{OVERVIEW}}": overview,
         "{{VIDEO}}": video_html,
         "{{STATISTICS}}": statistics,

@@ -35,6 +35,7 @@ ul.skipped { font-size: 12px; color: #ccc; }
 </head>
 <body>
 <h1>{{TITLE}}</h1>
+{{WARNINGS}}
 <div class="top">
 <div>{{VIDEO}}</div>
 <div>{{OVERVIEW}}</div>
