@@ -326,6 +326,8 @@ def test_keras3_archive_with_lambda_rebuilt_and_without_loaded_safely(tmp_path: 
     plain = randomize(keras.Sequential([keras.Input((20, 30, 3)), keras.layers.Rescaling(1 / 255),
                                         keras.layers.Conv2D(3, 3), keras.layers.Flatten(),
                                         keras.layers.Dense(1)]))
+    plain.compile("adam", "mse")  # saved with its optimizer's variables, which are not weights
+    plain.fit(x, np.zeros((3, 1)), verbose=0)
     plain.save(tmp_path / "plain.keras")
     model = rebuild(read_model_file(tmp_path / "plain.keras"), {})
     np.testing.assert_allclose(outputs_of(model, x)[0], outputs_of(plain, x)[0], atol=1e-5)
@@ -477,3 +479,37 @@ def test_info_model_on_the_shipped_model(capsys: Any) -> None:
     # NVIDIA's DAVE-2 as published: 252,219 parameters, conv5 output 1x18x64.
     assert "parameters: 252,219" in text and "(1, 18, 64)" in text
     assert "crop top 40% bottom 10%" in text and "resize to 200x66 (area); YUV" in text
+
+
+def test_adopted_two_output_model_runs_through_every_command(tmp_path: Path) -> None:
+    """Smoke: a donkeycar-like two-head pilot adopted, then replayed (20 synthetic frames),
+    inspected, evaluated and visualized like the shipped model."""
+    path, reference = donkey(tmp_path, False, shape=(48, 64))
+    model = str(tmp_path / "pilot.keras")
+    assert main(["adopt", str(path), "--out", model, "--crop", "0.3,0.1",
+                 "--steering", "n_outputs0", "--throttle", "n_outputs1", "--scale", "1/255"]) == 0
+    rec = str(tmp_path / "rec")
+    assert main(["synth", rec, "--frames", "20", "--seed", "3"]) == 0
+    run = tmp_path / "run"
+    assert main(["replay", rec, "--model", model, "--out", str(run), "--no-video",
+                 "--quiet"]) == 0
+    import pandas as pd
+
+    from drive_viz.model.contract import InputContract
+    from drive_viz.model.preprocess import preprocess_batch
+    from drive_viz.recording.reader import open_recording
+
+    table = pd.read_parquet(run / "frames.parquet")
+    recording = open_recording(rec)
+    frames = [recording.image(row, recording.cameras[0]) for row in range(20)]
+    contract = InputContract.from_json(
+        json.loads((tmp_path / "pilot.card.json").read_text())["contract"])
+    angle, throttle = outputs_of(reference, preprocess_batch(frames, contract))
+    np.testing.assert_allclose(table["steer_pred"].to_numpy(), angle[:, 0], atol=1e-4)
+    np.testing.assert_allclose(table["throttle_pred"].to_numpy(), throttle[:, 0], atol=1e-4)
+    assert main(["inspect", rec, "--frame", "3", "--model", model,
+                 "--out", str(tmp_path / "inspect.png")]) == 0
+    assert main(["features", "--model", model, "--layer", "conv2d_1", "--filters", "0-1",
+                 "--steps", "4", "--out", str(tmp_path / "features.png")]) == 0
+    assert main(["evaluate", rec, "--model", model, "--out", str(tmp_path / "eval"),
+                 "--frames", "4", "--steps", "4", "--methods", "saliency,gradcam"]) == 0

@@ -277,7 +277,8 @@ def _read_keras_archive(path: Path) -> StoredModel:
     weights: dict[str, list[np.ndarray]] = {}
     with _open_hdf5(weights_bytes, path) as h5:
         try:
-            _collect_keras3_weights(h5, "", weights, path)
+            if "layers" in h5:  # the optimizer's variables, if saved, live beside it
+                _collect_keras3_weights(h5["layers"], "layers", weights, path)
         except ModelError:
             raise
         except Exception as exc:  # noqa: BLE001
