@@ -31,6 +31,9 @@ from drive_viz.errors import ModelError
 from drive_viz.model.lambda_code import code_constants, decode_function_field
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: Largest members of a .keras archive read (a zip can unpack to far more than its size).
+ARCHIVE_LIMITS = {"config.json": 64 << 20, "metadata.json": 1 << 20,
+                  "model.weights.h5": 4 << 30}
 ACTIVATIONS = frozenset({
     "linear", "relu", "elu", "selu", "tanh", "sigmoid", "hard_sigmoid", "softmax", "softplus",
     "softsign", "swish", "silu", "gelu", "exponential", "relu6", "leaky_relu", "mish"})
@@ -148,8 +151,7 @@ def read_model_file(path: str | Path) -> StoredModel:
     if head[:4] == b"PK\x03\x04":
         return _read_keras_archive(path)
     if head == HDF5_SIGNATURE or _has_hdf5_userblock(path):
-        with path.open("rb") as handle:
-            return _read_hdf5(path, handle.read())
+        return _read_hdf5(path)
     raise ModelError(f"{path}: not a Keras model file (neither a .keras archive nor HDF5)")
 
 
@@ -167,11 +169,12 @@ def _has_hdf5_userblock(path: Path) -> bool:
             offset *= 2
 
 
-def _open_hdf5(data: bytes, where: Path) -> Any:
+def _open_hdf5(source: Path | bytes, where: Path) -> Any:
+    """An HDF5 file (by path, or in memory) opened read-only."""
     import h5py
 
     try:
-        return h5py.File(io.BytesIO(data), "r")
+        return h5py.File(io.BytesIO(source) if isinstance(source, bytes) else source, "r")
     except Exception as exc:  # noqa: BLE001 - h5py raises OSError/ValueError for broken files
         raise ModelError(f"{where}: not a readable HDF5 file (truncated or corrupt: "
                          f"{_one_line(exc)})") from None
@@ -213,12 +216,11 @@ def _read_dataset(group: Any, name: str, where: str) -> np.ndarray:
     return array
 
 
-def _read_hdf5(path: Path, data: bytes) -> StoredModel:
-    with _open_hdf5(data, path) as h5:
+def _read_hdf5(path: Path) -> StoredModel:
+    with _open_hdf5(path, path) as h5:
         try:
             config_text = _attr_text(h5.attrs.get("model_config"))
             keras_version = _attr_text(h5.attrs.get("keras_version"))
-            backend = _attr_text(h5.attrs.get("backend"))
             root = h5["model_weights"] if "model_weights" in h5 else h5
             if config_text is None:
                 raise ModelError(f"{path}: holds weights only, no architecture "
@@ -242,8 +244,7 @@ def _read_hdf5(path: Path, data: bytes) -> StoredModel:
     config = _parse_json(config_text, f"{path}: model_config")
     if keras_version and keras_version.startswith("3."):
         format_name = "Keras 3 HDF5"
-    elif keras_version and ("tf" in keras_version or backend == "tensorflow"
-                            and keras_version.startswith("2.") and "-tf" in keras_version):
+    elif keras_version and keras_version.endswith("-tf"):  # tf.keras writes e.g. "2.2.4-tf"
         format_name = "tf.keras HDF5"
     elif keras_version and keras_version.startswith("1."):
         format_name = "Keras 1.x HDF5"
@@ -257,9 +258,14 @@ def _read_hdf5(path: Path, data: bytes) -> StoredModel:
 def _read_keras_archive(path: Path) -> StoredModel:
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
+            sizes = {info.filename: info.file_size for info in archive.infolist()}
+            names = set(sizes)
             if "config.json" not in names:
                 raise ModelError(f"{path}: a zip without config.json, not a .keras model")
+            for name, limit in ARCHIVE_LIMITS.items():
+                if sizes.get(name, 0) > limit:
+                    raise ModelError(f"{path}: {name} unpacks to {sizes[name]:,} bytes, more "
+                                     f"than the {limit:,} accepted")
             config_text = archive.read("config.json").decode("utf-8")
             metadata = (_parse_json(archive.read("metadata.json").decode("utf-8"),
                                     f"{path}: metadata.json")
