@@ -278,6 +278,10 @@ def test_keras20_list_sequential_rebuilt_with_declared_lambda(tmp_path: Path,
     np.testing.assert_allclose(outputs_of(model, x)[0], outputs_of(reference, x)[0],
                                atol=1e-5, rtol=0)
     assert not any(isinstance(layer, keras.layers.Lambda) for layer in model.layers)
+    # Declared identity, the Lambda is removed: the rest of the network takes x / 127.5 - 1.
+    model = rebuild(stored, parse_declarations({"lambda_1": "identity"}))
+    np.testing.assert_allclose(outputs_of(model, x / 127.5 - 1)[0], outputs_of(reference, x)[0],
+                               atol=1e-5, rtol=0)
 
 
 def test_keras22_dict_sequential_with_initializer_dtype(tmp_path: Path) -> None:
@@ -430,6 +434,10 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, capsys: Any) ->
     data = linear.read_bytes()
     linear.write_bytes(data[: len(data) // 3])
     assert "truncated or corrupt" in refused(tmp_path, capsys, str(linear), "--out", out)
+    archive = tmp_path / "cut.keras"
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]).save(archive)
+    archive.write_bytes(archive.read_bytes()[:-200])
+    assert "truncated or corrupt" in refused(tmp_path, capsys, str(archive), "--out", out)
     (tmp_path / "pilot.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(64))
     assert "no gradients" in refused(tmp_path, capsys, str(tmp_path / "pilot.tflite"),
                                      "--out", out)
