@@ -791,8 +791,12 @@ def _copy_weights(stored: StoredModel, model: Any,
     for spec in stored.layers:
         if spec.class_name == "Lambda":
             continue
-        layer = model.get_layer(spec.name)
         arrays = stored.weights.get(keys[spec.name], [])
+        try:
+            layer = model.get_layer(spec.name)
+        except ValueError:  # a layer no output depends on: its weights are not used
+            raise ModelError(f"{stored.path}: layer {spec.name!r} ({spec.class_name}) is not "
+                             "connected to the model's outputs") from None
         if len(arrays) != len(layer.weights):
             raise ModelError(f"{stored.path}: layer {spec.name!r} ({spec.class_name}) stores "
                              f"{len(arrays)} weight arrays, the rebuilt layer has "
