@@ -118,7 +118,7 @@ def _parse_plain(raw: bytes, at: int) -> tuple[float | None, int] | None:
         return None
     kind = raw[at] & ~_REF
     body = at + 1
-    fixed = {0x4E: 0, 0x54: 0, 0x46: 0, 0x72: 4}  # None, True, False, back-reference
+    fixed = {0x4E: 0, 0x54: 0, 0x46: 0, 0x72: 4, 0x52: 4}  # None, True, False, refs (3.x, 2.x)
     if kind in fixed:
         return None, body + fixed[kind]
     if kind == 0x69 and body + 4 <= len(raw):  # 'i': int32
