@@ -54,11 +54,30 @@ def marshal_39_lambda() -> bytes:
             + b"\xfa\x08model.py" + b"\xda\x08<lambda>" + long(12) + b"s" + long(0))
 
 
+def marshal_27_lambda() -> bytes:
+    """``lambda x: x / 255.0 - 0.5`` in Python 2.7's marshal layout (Keras 2.0 under 2.7):
+    'c', argcount, nlocals, stacksize, flags, bytecode, then consts as a '(' tuple with a
+    4-byte count, names, varnames (interned 't' strings), freevars, cellvars, filename, name
+    (a string back-reference 'R'), firstlineno, lnotab."""
+    def long(v: int) -> bytes:
+        return struct.pack("<i", v)
+
+    bytecode = bytes([124, 0, 0, 100, 1, 0, 21, 100, 2, 0, 24, 83])
+    return (b"c" + long(1) + long(1) + long(2) + long(0x43)
+            + b"s" + long(len(bytecode)) + bytecode
+            + b"(" + long(3) + b"N" + b"g" + struct.pack("<d", 255.0)
+            + b"g" + struct.pack("<d", 0.5)
+            + b"(" + long(0) + b"(" + long(1) + b"t" + long(1) + b"x" + b"(" + long(0)
+            + b"(" + long(0) + b"s" + long(8) + b"model.py" + b"t" + long(8) + b"<lambda>"
+            + long(30) + b"R" + long(0))
+
+
 def test_marshal_39_blob_is_unreadable_here_but_its_constants_are_found() -> None:
     raw = marshal_39_lambda()
     with pytest.raises((ValueError, EOFError, TypeError)):
         marshal.loads(raw)
     assert code_constants(raw) == ([127.5, 1], "scanned")
+    assert code_constants(marshal_27_lambda()) == ([255.0, 0.5], "scanned")
     assert code_constants(marshal.dumps((lambda x: x / 255.0 - 0.5).__code__)) == (
         [255.0, 0.5], "unmarshalled")
 
