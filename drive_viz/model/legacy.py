@@ -244,7 +244,8 @@ def _read_hdf5(path: Path) -> StoredModel:
     config = _parse_json(config_text, f"{path}: model_config")
     if keras_version and keras_version.startswith("3."):
         format_name = "Keras 3 HDF5"
-    elif keras_version and keras_version.endswith("-tf"):  # tf.keras writes e.g. "2.2.4-tf"
+    elif keras_version and (keras_version.endswith("-tf")  # tf.keras in TF 1.x-2.3: "2.2.4-tf"
+                            or _version(keras_version) >= (2, 4)):  # 2.4+: Keras is tf.keras
         format_name = "tf.keras HDF5"
     elif keras_version and keras_version.startswith("1."):
         format_name = "Keras 1.x HDF5"
@@ -253,6 +254,11 @@ def _read_hdf5(path: Path) -> StoredModel:
     layers, inputs, outputs, shapes = _parse_architecture(config, path)
     return StoredModel(path, format_name, keras_version, layers, inputs, outputs, shapes,
                        weights, sum(int(a.size) for arrays in weights.values() for a in arrays))
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"2.13.1"`` -> (2, 13); unparsable parts count as 0."""
+    return tuple(int(part) if part.isdigit() else 0 for part in text.split(".")[:2])
 
 
 def _read_keras_archive(path: Path) -> StoredModel:
