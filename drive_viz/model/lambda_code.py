@@ -19,19 +19,21 @@ import subprocess
 import sys
 
 #: Run by ``python -I``: unmarshal stdin, print the numbers among the code's constants
-#: (nested code objects included) as JSON. Nothing in the code object is executed.
+#: (inside constant tuples and nested code objects too) as JSON. Nothing is executed.
 _CHILD = """
 import json, marshal, sys
-def walk(code, out):
-    for c in getattr(code, "co_consts", ()):
+def walk(values, out):
+    for c in values:
         if isinstance(c, bool) or c is None:
             continue
         if isinstance(c, (int, float)):
             out.append(c)
-        elif hasattr(c, "co_consts"):
+        elif isinstance(c, (tuple, frozenset)):
             walk(c, out)
+        elif hasattr(c, "co_consts"):
+            walk(c.co_consts, out)
 out = []
-walk(marshal.loads(sys.stdin.buffer.read()), out)
+walk([marshal.loads(sys.stdin.buffer.read())], out)
 print(json.dumps(out))
 """
 
@@ -75,8 +77,8 @@ def code_constants(raw: bytes) -> tuple[list[float], str]:
 def scan_constants(raw: bytes) -> list[float]:
     """Numbers in tuples of plain constants found anywhere in ``raw`` (marshal format of any
     Python 2.7-3.x): a tuple counts only if every element parses as None, a bool, an int, a
-    float, a short string or a back-reference, so stray bytes of bytecode are not taken for
-    numbers."""
+    float, a string, a back-reference or such a tuple, so stray bytes of bytecode are not taken
+    for numbers."""
     found: list[float] = []
     position = 0
     while position < len(raw):
@@ -106,17 +108,27 @@ def _parse_tuple(raw: bytes, position: int) -> tuple[list[float], int] | None:
         element = _parse_plain(raw, at)
         if element is None:
             return None
-        value, at = element
-        if value is not None:
-            numbers.append(value)
+        values, at = element
+        numbers.extend(values)
     return numbers, at
 
 
-def _parse_plain(raw: bytes, at: int) -> tuple[float | None, int] | None:
-    """One plain marshal element at ``at``: (its number or None, the offset after it)."""
+def _parse_plain(raw: bytes, at: int) -> tuple[list[float], int] | None:
+    """One plain marshal element at ``at``: (the numbers in it, the offset after it)."""
     if at >= len(raw):
         return None
     kind = raw[at] & ~_REF
+    if kind in (0x28, 0x29):  # a nested tuple, e.g. the (10, 15) of resize(x, (10, 15))
+        return _parse_tuple(raw, at)
+    element = _parse_scalar(raw, at, kind)
+    if element is None:
+        return None
+    value, end = element
+    return ([] if value is None else [value]), end
+
+
+def _parse_scalar(raw: bytes, at: int, kind: int) -> tuple[float | None, int] | None:
+    """One non-container element: (its number or None, the offset after it)."""
     body = at + 1
     fixed = {0x4E: 0, 0x54: 0, 0x46: 0, 0x72: 4, 0x52: 4}  # None, True, False, refs (3.x, 2.x)
     if kind in fixed:
