@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from drive_viz.analysis import (
-    ACTIVATION_LAYER,
+    ACTIVATION_COLUMNS,
     DEFAULT_METHODS,
     AnalysisBatch,
     FrameAnalyzer,
@@ -57,7 +57,7 @@ from drive_viz.render.colormap import DEFAULT_OPACITY, blend_heat
 from drive_viz.render.overlay import FRAME_SIZE, OverlayRenderer, Timeline, heat_on_frame
 from drive_viz.run_folder import RunFolder
 
-__all__ = ["ACTIVATION_LAYER", "DEFAULT_METHODS", "OUTPUT_FILES", "ReplayOptions",
+__all__ = ["ACTIVATION_COLUMNS", "DEFAULT_METHODS", "OUTPUT_FILES", "ReplayOptions",
            "replay"]
 
 OUTPUT_FILES = ("frames.parquet", "frames.csv", "summary.json", "report.html", "annotated.mp4")
@@ -635,7 +635,7 @@ def _summary(rec: Any, camera: str, model_path: str | Path, options: ReplayOptio
     statistics = {method: {stat: _finite_or_none(accumulator.mean(f"{method}_{stat}"))
                            for stat in MAP_STATISTICS} for method in options.methods}
     activations = {column: _finite_or_none(accumulator.mean(column))
-                   for column in accumulator.column_sums if column.startswith(ACTIVATION_LAYER)}
+                   for column in accumulator.column_sums if column.startswith(ACTIVATION_COLUMNS)}
     replayed = accumulator.count
     parameters = asdict(options)
     parameters.update(methods=list(options.methods), layout=options.main_method, end=end,
