@@ -476,6 +476,15 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path: Path, capsys: Any) ->
         h5.attrs["model_config"] = json.dumps(config).encode()
     message = refused(tmp_path, capsys, str(pilot), "--out", out)
     assert "'lstm_1' (LSTM)" in message
+    # Values no layer can take, and Theano's channels-first ordering.
+    for key, value, expected in (("filters", "many", "'conv2d_1' (Conv2D): config not usable"),
+                                 ("data_format", "channels_first", "channels-first")):
+        pilot, reference = pilotnet(tmp_path)
+        with h5py.File(pilot, "r+") as h5:
+            config = json.loads(h5.attrs["model_config"])
+            config["config"]["layers"][1]["config"][key] = value
+            h5.attrs["model_config"] = json.dumps(config).encode()
+        assert expected in refused(tmp_path, capsys, str(pilot), "--out", out)
 
     # Weights stored for a layer the architecture does not have: parameter counts differ.
     pilot, reference = pilotnet(tmp_path)

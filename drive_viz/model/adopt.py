@@ -32,6 +32,7 @@ from drive_viz.model.legacy import (
     parse_number,
     read_model_file,
     rebuild,
+    shape_text,
 )
 
 
@@ -225,12 +226,6 @@ def _as_list(value: Any) -> list[Any]:
 # Describing a model
 
 
-def _shape(shape: Any) -> str:
-    dims = tuple(shape)[1:]
-    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ("," if len(dims) == 1
-                                                                          else "") + ")"
-
-
 def describe(model: Any, contract: InputContract, card: Mapping[str, Any],
              where: str) -> str:
     """What ``adopt`` and ``info-model`` print: provenance, layers with output shapes and
@@ -248,13 +243,13 @@ def describe(model: Any, contract: InputContract, card: Mapping[str, Any],
     lines.append(f"  {'layer':<28} {'type':<24} {'output shape':<18} {'parameters':>10}")
     for layer in model.layers:
         output = getattr(layer, "output", None)
-        shapes = " + ".join(_shape(o.shape) for o in _as_list(output)) if output is not None \
+        shapes = " + ".join(shape_text(o.shape) for o in _as_list(output)) if output is not None \
             else "?"
         lines.append(f"  {layer.name:<28} {type(layer).__name__:<24} {shapes:<18} "
                      f"{layer.count_params():>10,}")
     lines.append(f"parameters: {model.count_params():,}")
     names = output_names(model)
-    lines.append("outputs: " + ", ".join(f"{name} {_shape(o.shape)}"
+    lines.append("outputs: " + ", ".join(f"{name} {shape_text(o.shape)}"
                                          for name, o in zip(names, model.outputs, strict=True)))
     lines.append("input contract: " + contract_text(contract))
     return "\n".join(lines)

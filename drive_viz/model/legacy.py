@@ -595,7 +595,8 @@ BUILDERS: dict[str, Callable[[Any, dict[str, Any], LayerSpec], Any]] = {
 }
 
 
-def _shape_text(shape: Any) -> str:
+def shape_text(shape: Any) -> str:
+    """A tensor shape without its batch axis, as text: ``(66, 200, 3)``, ``(10,)``."""
     dims = tuple(shape)[1:] if shape is not None else ()
     return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ("," if len(dims) == 1
                                                                           else "") + ")"
@@ -648,7 +649,7 @@ def _check_declarations(stored: StoredModel, declarations: Mapping[str, LambdaDe
     described = []
     for spec in undeclared:
         stored_output = spec.config.get("output_shape")
-        output = (_shape_text([None, *stored_output]) if isinstance(stored_output, list)
+        output = (shape_text([None, *stored_output]) if isinstance(stored_output, list)
                   and all(isinstance(d, int | None) for d in stored_output)
                   else "not stored")
         raw = decode_function_field(spec.config.get("function"))
@@ -686,7 +687,7 @@ def _lambda_input_shapes(stored: StoredModel, declarations: Mapping[str, LambdaD
 
     def note(spec: LayerSpec, tensors: list[Any]) -> None:
         if spec.class_name == "Lambda":
-            shapes[spec.name] = " + ".join(_shape_text(t.shape) for t in tensors)
+            shapes[spec.name] = " + ".join(shape_text(t.shape) for t in tensors)
 
     try:
         _build_graph(stored, declarations, on_lambda=note, tolerant=True)
@@ -722,12 +723,11 @@ def _build_graph(stored: StoredModel, declarations: Mapping[str, LambdaDeclarati
                                     stored.path)
             else:
                 if layer is None:
-                    layer = BUILDERS[ALIASES.get(spec.class_name, spec.class_name)](
-                        keras, spec.config, spec)
+                    layer = _make_layer(keras, spec, stored.path)
                 try:
                     out = layer(args[0] if len(args) == 1 else args)
                 except Exception as exc:  # noqa: BLE001 - Keras raises many types on shapes
-                    shapes = " + ".join(_shape_text(a.shape) for a in args)
+                    shapes = " + ".join(shape_text(a.shape) for a in args)
                     hint = (f" (after the declared Lambda(s) {', '.join(declared)})"
                             if declared else "")
                     raise ModelError(f"{stored.path}: layer {spec.name!r} ({spec.class_name}) "
@@ -743,6 +743,17 @@ def _build_graph(stored: StoredModel, declarations: Mapping[str, LambdaDeclarati
     return keras.Model(model_inputs if len(model_inputs) > 1 else model_inputs[0],
                        outputs if len(outputs) > 1 else outputs[0],
                        name=re.sub(r"\W", "_", stored.path.stem) or "adopted")
+
+
+def _make_layer(keras: Any, spec: LayerSpec, path: Path) -> Any:
+    """The built-in layer ``spec`` describes; ModelError if its config makes no sense."""
+    try:
+        return BUILDERS[ALIASES.get(spec.class_name, spec.class_name)](keras, spec.config, spec)
+    except ModelError as exc:
+        raise ModelError(f"{path}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - constructors raise many types on bad values
+        raise ModelError(f"{path}: layer {spec.name!r} ({spec.class_name}): config not usable "
+                         f"({type(exc).__name__}: {_one_line(exc)})") from None
 
 
 def _apply_lambda(keras: Any, spec: LayerSpec, declaration: LambdaDeclaration | None,
@@ -768,8 +779,8 @@ def _apply_lambda(keras: Any, spec: LayerSpec, declaration: LambdaDeclaration | 
             and any(s is not None and s != d for s, d in zip(stored_output, out.shape[1:],
                                                              strict=True))):
         raise ModelError(f"{path}: Lambda {spec.name!r} declared {declaration.text} gives "
-                         f"{_shape_text(out.shape)} but the file says it outputs "
-                         f"{_shape_text([None, *stored_output])}")
+                         f"{shape_text(out.shape)} but the file says it outputs "
+                         f"{shape_text([None, *stored_output])}")
     return out
 
 
