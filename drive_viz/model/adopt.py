@@ -56,7 +56,8 @@ def parse_crop(text: str) -> tuple[float, float, float, float]:
         values = []
     if len(values) not in (2, 4):
         raise ModelError(f"crop {text!r}: expected TOP,BOTTOM or TOP,BOTTOM,LEFT,RIGHT")
-    return tuple(values + [0.0, 0.0])[:4]  # type: ignore[return-value]
+    top, bottom, left, right = (*values, 0.0, 0.0)[:4]
+    return top, bottom, left, right
 
 
 def parse_lambda_options(items: Sequence[str]) -> dict[str, str]:
