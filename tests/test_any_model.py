@@ -307,3 +307,19 @@ def test_plausibility_warns_on_the_shipped_model_with_a_wrong_contract(shipped_o
                                      recorded)
     assert warnings and all(w["check"] in ("range", "constant", "correlation")
                             for w in warnings)
+
+
+def test_a_loaded_sequential_model_runs(tmp_path) -> None:
+    """Keras rebuilds a loaded Sequential, leaving its layers with inbound nodes from
+    earlier builds: the engine follows the one that belongs to the model's graph."""
+    keras.utils.set_random_seed(12)
+    model = keras.Sequential([keras.Input((20, 24, 3)), keras.layers.Conv2D(3, 3, name="c"),
+                              keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+                              keras.layers.Dense(1, name="out")])
+    model.save(tmp_path / "seq.keras")
+    loaded = keras.saving.load_model(tmp_path / "seq.keras")
+    x_in = inputs_for((20, 24), n=2)
+    result = AttentionEngine(loaded, ("saliency", "visualbackprop"))(x_in)
+    np.testing.assert_allclose(result.prediction, np.asarray(loaded(x_in))[:, 0], rtol=1e-5,
+                               atol=1e-5)
+    assert result.maps["visualbackprop"].shape == (2, 20, 24)

@@ -60,15 +60,19 @@ class FeatureImages:
 class LayerProbe:
     """One conv or dense layer of a steering model, traced once.
 
-    ``scores(inputs)`` -> (N, c) float32: every unit's score (conv filters averaged over the
+    ``scores(inputs)`` -> (N, c) float32: every unit's score, from the layer's block output
+    as the attention engine sees it (post-activation; conv filters averaged over the
     feature map, or taken at feature-map cell ``position`` (row, col)). ``gradient(inputs,
     units)`` -> (N, H, W, 3): the gradient of unit ``units[i]``'s score on image i with
     respect to image i.
     """
 
-    def __init__(self, model: Any, layer: str, position: tuple[int, int] | None = None) -> None:
+    def __init__(self, model: Any, layer: str, position: tuple[int, int] | None = None,
+                 contract: InputContract | None = None) -> None:
         import keras
         import tensorflow as tf
+
+        from drive_viz.attention.network import Network
 
         names = [lay.name for lay in model.layers
                  if isinstance(lay, (keras.layers.Conv2D, keras.layers.Dense))]
@@ -80,18 +84,17 @@ class LayerProbe:
         if layer not in names:
             raise ModelError(f"layer {layer!r} ({type(found).__name__}) has no filters or "
                              f"units to visualize; choose one of {', '.join(names)}")
+        network = Network(model, contract)
+        shape = network.output_shapes[layer]
         self.layer = layer
-        self.units = int(found.output.shape[-1])
+        self.units = int(shape[-1])
         self.position = position
-        shape = tuple(found.output.shape[1:])
         if position is not None and not (len(shape) == 3 and 0 <= position[0] < shape[0]
                                          and 0 <= position[1] < shape[1]):
             raise ModelError(f"layer {layer!r} (output {shape}) has no feature-map cell "
                              f"{position}")
-        submodel = keras.Model(model.inputs[0], found.output)
-
         def unit_scores(x: Any) -> Any:
-            acts = submodel(x, training=False)
+            acts = network.forward(x)[1][layer]
             if position is not None:
                 return acts[:, position[0], position[1], :]
             if len(acts.shape) == 4:
@@ -240,9 +243,10 @@ def run(args: argparse.Namespace) -> int:
         raise DriveVizError(f"--steps {args.steps}: must be at least 1")
     layer, units, position = _chosen_units(args)
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
-    probe = LayerProbe(model, layer, position)
+    contract = model_contract(args.model)
+    probe = LayerProbe(model, layer, position, contract)
     features = maximize_activation(model, layer, units, steps=args.steps, seed=args.seed,
-                                   probe=probe, contract=model_contract(args.model))
+                                   probe=probe, contract=contract)
     write_png(out, feature_grid(features))
     gain = float(np.median(features.final_score - features.start_score))
     what = args.target or f"{layer} filter(s)"

@@ -271,14 +271,6 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
 
 
-def _node(layer: Any) -> Any:
-    nodes = layer._inbound_nodes
-    if len(nodes) != 1:
-        raise ModelError(f"layer {layer.name!r} ({type(layer).__name__}) is called "
-                         f"{len(nodes)} times; the attention engine needs each layer once")
-    return nodes[0]
-
-
 def _spatial(layer: Any, grids: list[_Grid | None]) -> _Grid:
     if grids[0] is None:
         raise ModelError(f"layer {layer.name!r} ({type(layer).__name__}) needs an image-shaped "
@@ -317,7 +309,7 @@ class Network:
         self.layer_names = tuple(op.name for op in self._ops)
         self.conv_layers = tuple(op.name for op in self._ops if op.kind == "conv")
         self._blocks = self._block_ends()
-        producers = [output._keras_history[0].name for output in model.outputs]
+        producers = self._producers
         self.steering_layer = producers[contract.output_index(model, contract.steering)]
         self._steering = contract.steering
         self.throttle_layer: str | None = None
@@ -340,34 +332,55 @@ class Network:
         source = {id(model.inputs[0]): ""}
         grids: dict[str, _Grid | None] = {"": _Grid(self.input_hw)}
         first_conv = True
-        pending = [layer for layer in model.layers if not isinstance(layer, L.InputLayer)]
-        while pending:
-            ready = [layer for layer in pending
-                     if all(id(t) in source for t in _node(layer).input_tensors)]
-            if not ready:
-                names = ", ".join(f"{lay.name} ({type(lay).__name__})" for lay in pending)
-                raise ModelError(f"layer(s) {names} are not reachable from the model's input")
-            for layer in ready:
-                pending.remove(layer)
-                node = _node(layer)
-                inputs = tuple(source[id(t)] for t in node.input_tensors)
-                if len(node.output_tensors) != 1:
-                    raise ModelError(f"layer {layer.name!r} ({type(layer).__name__}) has "
-                                     f"{len(node.output_tensors)} outputs; not supported")
-                op, grid = self._op(layer, L, inputs, [grids[i] for i in inputs], first_conv)
-                if op.kind == "conv":
-                    first_conv = False
-                self._ops.append(op)
-                source[id(node.output_tensors[0])] = layer.name
-                grids[layer.name] = grid
-                self.output_shapes[layer.name] = tuple(
-                    int(d) for d in node.output_tensors[0].shape[1:])
+        # Keras's own graph, walked back from the outputs (each tensor's ``_keras_history``
+        # names the node that made it), in post-order, i.e. topologically: a layer's other
+        # inbound nodes (a loaded Sequential keeps those of earlier builds) are not visited.
+        order: list[tuple[Any, Any]] = []
+        seen: set[int] = {id(model.inputs[0])}
+        layer_nodes: dict[int, int] = {}
+        stack: list[tuple[Any, bool]] = [(output, False) for output in reversed(model.outputs)]
+        while stack:
+            tensor, expanded = stack.pop()
+            layer, node_index, _ = tensor._keras_history
+            node = layer._inbound_nodes[node_index]
+            if expanded:
+                if id(tensor) not in seen:
+                    seen.add(id(tensor))
+                    order.append((layer, node))
+                continue
+            if id(tensor) in seen:
+                continue
+            if isinstance(layer, L.InputLayer):
+                raise ModelError("the model has more than one input; the attention engine "
+                                 "needs one image input")
+            if layer_nodes.setdefault(id(layer), id(node)) != id(node):
+                raise ModelError(f"layer {layer.name!r} ({type(layer).__name__}) is called "
+                                 "more than once in the model (a shared layer); not supported "
+                                 "by the attention engine")
+            stack.append((tensor, True))
+            stack.extend((t, False) for t in reversed(node.input_tensors) if id(t) not in seen)
+        for layer, node in order:
+            inputs = tuple(source[id(t)] for t in node.input_tensors)
+            if len(node.output_tensors) != 1:
+                raise ModelError(f"layer {layer.name!r} ({type(layer).__name__}) has "
+                                 f"{len(node.output_tensors)} outputs; not supported")
+            out_shape = tuple(int(d) for d in node.output_tensors[0].shape[1:])
+            op, grid = self._op(layer, L, inputs, [grids[i] for i in inputs], out_shape,
+                                first_conv)
+            if op.kind == "conv":
+                first_conv = False
+            self._ops.append(op)
+            source[id(node.output_tensors[0])] = layer.name
+            grids[layer.name] = grid
+            self.output_shapes[layer.name] = out_shape
+        self._producers = [source[id(output)] for output in model.outputs]
 
     def _op(self, layer: Any, L: Any, inputs: tuple[str, ...],  # noqa: N803
-            grids: list[_Grid | None], first_conv: bool) -> tuple[_Op, _Grid | None]:
-        """The op running ``layer`` and the grid of its output (None if not spatial)."""
+            grids: list[_Grid | None], out_shape: tuple[int, ...],
+            first_conv: bool) -> tuple[_Op, _Grid | None]:
+        """The op running ``layer`` (output shape ``out_shape`` without the batch axis) and
+        the grid of its output (None if not spatial)."""
         name, kind_of = layer.name, type(layer).__name__
-        out_shape = tuple(int(d) if d is not None else -1 for d in layer.output.shape[1:])
         out_grid = _Grid(out_shape[:2]) if len(out_shape) == 3 else None
         channels_last = getattr(layer, "data_format", "channels_last") == "channels_last"
         if not channels_last:
@@ -455,11 +468,11 @@ class Network:
             return (_Op(name, "activation", inputs, layer,
                         ("leaky_relu", float(layer.negative_slope))), same_grid)
         if type(layer) is L.Softmax:
-            if layer.axis not in (-1, len(layer.output.shape) - 1):
+            if layer.axis not in (-1, len(out_shape)):
                 raise ModelError(f"layer {name!r} (Softmax): only the last axis is supported")
             return _Op(name, "activation", inputs, layer, ("softmax", 0.0)), same_grid
         if type(layer) is L.BatchNormalization:
-            if layer.axis not in (-1, len(layer.output.shape) - 1):
+            if layer.axis not in (-1, len(out_shape)):
                 raise ModelError(f"layer {name!r}: only BatchNormalization over the last "
                                  "(channel) axis is supported")
             return _Op(name, "batchnorm", inputs, layer), same_grid
