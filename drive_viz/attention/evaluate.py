@@ -75,7 +75,8 @@ Predict = Callable[[np.ndarray], np.ndarray]
 
 def sobel_map(inputs: np.ndarray) -> np.ndarray:
     """Model-independent baseline: Sobel gradient magnitude of the Y channel of ``inputs``
-    (N, 66, 200, 3) YUV -> (N, 66, 200) float32."""
+    (N, H, W, 3) network inputs (channel 0 read as luma: exact for YUV) -> (N, H, W)
+    float32."""
     out = np.empty(inputs.shape[:3], np.float32)
     for i, frame in enumerate(np.asarray(inputs, np.float32)):
         y = frame[..., 0]
@@ -161,7 +162,7 @@ class MapMaker:
 def sanity_check(model: Any, inputs: np.ndarray, methods: Sequence[str], *, seed: int = 0,
                  trained_maps: Mapping[str, np.ndarray] | None = None,
                  **engine_options: Any) -> dict[str, Any]:
-    """Cascading model-randomization check on ``inputs`` (N, 66, 200, 3) YUV.
+    """Cascading model-randomization check on ``inputs`` (N, H, W, 3) network inputs.
 
     Returns {"stages": [layer names], "spearman_mean": {method: [per stage]},
     "spearman_std": {...}}; the model itself is not modified (a clone is randomized).
@@ -193,7 +194,7 @@ def _nan_stat(function: Callable[[np.ndarray], Any], values: np.ndarray) -> floa
 
 def baseline_images(inputs: np.ndarray, kind: str = "blur") -> np.ndarray:
     """What deleted pixels become: ``"blur"`` (Gaussian, BLUR_SIGMA px) or ``"mean"`` (each
-    frame's per-channel mean), (N, 66, 200, 3) float32."""
+    frame's per-channel mean), (N, H, W, 3) float32."""
     inputs = np.asarray(inputs, np.float32)
     if kind == "blur":
         return np.stack([cv2.GaussianBlur(x, (0, 0), BLUR_SIGMA) for x in inputs])
@@ -208,7 +209,7 @@ def deletion_insertion(predict: Predict, inputs: np.ndarray, maps: Mapping[str, 
     """Deletion and insertion curves (see the module doc) for each map in ``maps`` and for
     a seeded random order (key ``"random"``).
 
-    ``predict``: (M, 66, 200, 3) -> (M,) steering. Returns {"deletion": {"fractions",
+    ``predict``: (M, H, W, 3) -> (M,) steering. Returns {"deletion": {"fractions",
     "baseline", "curves", "auc"}, "insertion": {...}}; fractions are the (steps + 1,)
     shares of pixels deleted or inserted.
     """
@@ -278,7 +279,7 @@ def _predict_chunked(predict: Predict, inputs: np.ndarray) -> np.ndarray:
 def mask_agreement(maps: Mapping[str, np.ndarray], masks: Sequence[np.ndarray | None],
                    tolerance: int = 2) -> dict[str, Any] | None:
     """Attention on lane markings and road vs their area, and the pointing game (see the
-    module doc). ``masks``: per frame (66, 200) uint8 labels or None. None if no frame has
+    module doc). ``masks``: per frame (H, W) uint8 labels or None. None if no frame has
     a mask."""
     present = [i for i, mask in enumerate(masks) if mask is not None]
     if not present:

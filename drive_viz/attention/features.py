@@ -1,7 +1,7 @@
 """Feature visualization: the input that most excites a conv filter or a dense unit.
 
 Activation maximization (Erhan et al. 2009) with the regularizers of Yosinski et al. 2015,
-in the network's input space (YUV, (66, 200, 3) float32 in [0, 255]):
+in the network's input space ((H, W, 3) float32; DAVE-2: YUV in [0, 255]):
 
 1. start from seeded noise: mid-grey 127.5 plus Gaussian noise of standard deviation
    ``noise`` (YUV units);

@@ -213,7 +213,8 @@ class OverlayRenderer:
         """One annotated frame, RGB uint8 (720, 1280, 3).
 
         ``frame_rgb``: camera frame RGB uint8 (H, W, 3); ``input_yuv``: the network input
-        (66, 200, 3) float32 YUV; ``heat[method]``: display heat (66, 200) float in [0, 1]
+        (H, W, 3) float32 (the model's input, shown through ``input_to_rgb`` and the contract);
+        ``heat[method]``: display heat (H, W) float in [0, 1]
         (``RunningScale.normalize``); ``grid``: activation grid (h, w) float in [0, 1] or None;
         steering in [-1, 1] (NaN ``steer_true`` when unknown); ``frame``: frame number;
         ``t``: time in seconds; ``position``: index into the timeline.
