@@ -17,10 +17,12 @@ from drive_viz import __version__
 from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.attention.catalog import METHODS
 from drive_viz.errors import DriveVizError, OptionError
+from drive_viz.model.contract import COLOURS, INTERPOLATIONS
 from drive_viz.model.dave2 import SHIPPED_MODEL
 
 Command = Callable[[argparse.Namespace], int]
-TENSORFLOW_COMMANDS = {"train", "replay", "demo", "evaluate", "features", "live", "inspect"}
+TENSORFLOW_COMMANDS = {"train", "replay", "demo", "evaluate", "features", "live", "inspect",
+                       "adopt", "info-model"}
 UNSAFE_MODEL_HELP = ("load a model even if it needs unsafe deserialization (Lambda layers, "
                      "arbitrary Python): RISK: such a file can run any code on this machine "
                      "when loaded; use only for model files you made or trust")
@@ -519,6 +521,64 @@ def _add_index(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.serve.index:run"))
 
 
+def _add_adopt(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "adopt", help="bring your own steering model (.h5 or .keras) with its input contract",
+        description="Read a Keras model file (Keras 1.x/2.x or tf.keras HDF5 .h5, Keras 3 "
+                    ".keras) as data, rebuild it from Keras built-in layers (nothing in the "
+                    "file is executed; every Lambda layer must be declared with --lambda), "
+                    "and write OUT.keras with OUT.card.json holding its input contract: the "
+                    "crop of the camera frame, resize to the model's input size, colour "
+                    "order, scale and offset (network input = colour(frame) x S + O), and "
+                    "which outputs are steering and throttle. Every other command then takes "
+                    "OUT.keras like the shipped model.")
+    parser.add_argument("source", help="model file: .h5 (Keras 2 / tf.keras) or .keras")
+    parser.add_argument("--out", required=True, help="model file to write (.keras)")
+    parser.add_argument("--crop", default=None, metavar="TOP,BOTTOM[,LEFT,RIGHT]",
+                        help="removed from each side of the camera frame: values below 1 are "
+                             "fractions of the frame, 1 and above pixels (default: none)")
+    parser.add_argument("--interpolation", default="linear", choices=INTERPOLATIONS,
+                        help="resize of the cropped frame to the model's input size, as "
+                             "cv2.resize (default: %(default)s)")
+    parser.add_argument("--colour", default="rgb", choices=COLOURS,
+                        help="colour order the model was trained on (default: %(default)s)")
+    parser.add_argument("--scale", default="1", metavar="S",
+                        help="network input = colour(frame) x S + O; S may be a fraction "
+                             "such as 1/255 (default: 1)")
+    parser.add_argument("--offset", default="0", metavar="O", help="O above (default: 0)")
+    parser.add_argument("--steering", default=None, metavar="OUTPUT",
+                        help="steering output, by name or index (default: the only output)")
+    parser.add_argument("--decode", default="linear", metavar="linear|bins:N:LO:HI",
+                        help="steering is the output itself (linear) or a softmax over N bins "
+                             "spanning LO..HI, read as the expectation (default: linear)")
+    parser.add_argument("--throttle", default=None, metavar="OUTPUT",
+                        help="throttle output, by name or index (default: none)")
+    parser.add_argument("--throttle-decode", default="linear", metavar="linear|bins:N:LO:HI",
+                        help="as --decode, for the throttle output (default: linear)")
+    parser.add_argument("--lambda", dest="lambdas", action="append", default=[],
+                        metavar="NAME=rescale:SCALE:OFFSET|NAME=resize:HEIGHT:WIDTH|"
+                                "NAME=identity",
+                        help="declare what a Lambda layer does (repeatable); its code is never "
+                             "run. rescale: x * SCALE + OFFSET (SCALE may be 1/127.5); "
+                             "resize: bilinear; identity: removed")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="rebuild, check and print everything; write nothing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace OUT and its card if they exist")
+    parser.set_defaults(run=_lazy("drive_viz.model.adopt:run"))
+
+
+def _add_info_model(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "info-model", help="show a model's layers, parameters and input contract",
+        description="Print a steering model's layers with their output shapes and parameter "
+                    "counts, its outputs, its input contract (from its card) and, for an "
+                    "adopted model, the file it came from.")
+    parser.add_argument("model", help="steering model (.keras)")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
+    parser.set_defaults(run=_lazy("drive_viz.model.adopt:run_info"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="drive-viz",
@@ -528,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     for add in (_add_info, _add_replay, _add_fleet, _add_demo, _add_record, _add_train,
                 _add_import, _add_features, _add_evaluate, _add_synth, _add_live, _add_inspect,
-                _add_serve, _add_index):
+                _add_adopt, _add_info_model, _add_serve, _add_index):
         add(commands)
     return parser
 

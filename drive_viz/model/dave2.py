@@ -105,7 +105,8 @@ def load_steering_model(path: str | Path, *, unsafe: bool = False,
     if not path.is_file():
         raise ModelError(f"{path}: no such model file")
     if path.suffix != ".keras":
-        raise ModelError(f"{path}: expected a .keras model file")
+        raise ModelError(f"{path}: expected a .keras model file (turn a Keras 2 .h5 or another "
+                         "model into one with drive-viz adopt)")
     if not zipfile.is_zipfile(path):
         raise ModelError(f"{path}: not a Keras model archive (a .keras file is a zip; this one "
                          "is truncated or corrupt)")

@@ -239,7 +239,8 @@ def _samples(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Samples:
                    np.ones(len(ids), np.float32))
 
 
-def _versions() -> dict[str, str]:
+def software_versions() -> dict[str, str]:
+    """Versions of drive-viz and the libraries that determine a model file, for its card."""
     import keras
     import tensorflow as tf
 
@@ -420,7 +421,7 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
         "heldout": heldout[0] if len(heldout) == 1 else heldout or None,
         "comparison": comparison,
         "training_seconds": round(time.monotonic() - started, 1),
-        "versions": _versions(),
+        "versions": software_versions(),
         "command": config.command(),
     }
     # Save an uncompiled copy: the optimizer state would triple the file for no use in replay.
