@@ -31,7 +31,7 @@ X2 = np.array([2.0, 1.0], np.float32).reshape(1, 1, 2, 1)
 
 def _pixels(model, rule, **options) -> np.ndarray:
     trail = lrp.relevance(Network(model), tf.constant(X2), "steer", (rule,), **options)[rule]
-    return trail[-1][1].numpy().reshape(-1)
+    return trail[""].numpy().reshape(-1)
 
 
 def test_closed_form_two_layers() -> None:
@@ -96,8 +96,7 @@ def test_epsilon_rule_conserves_up_to_what_bias_and_eps_absorb() -> None:
     x = _inputs()
     eps = 0.05
     network = Network(model)
-    trail = dict(lrp.relevance(network, tf.constant(x), "steer", ("epsilon",), eps=eps)["epsilon"])
-    names = list(network.layer_names)
+    trail = lrp.relevance(network, tf.constant(x), "steer", ("epsilon",), eps=eps)["epsilon"]
     # Independent pre-activations: the Keras layers' own outputs (conv2's through its BN).
     linear = {"conv2": "bn2", "dense1": "dense1", "out": "out"}
     probe = keras.Model(model.input, [model.get_layer(n).output for n in linear.values()])
@@ -111,10 +110,10 @@ def test_epsilon_rule_conserves_up_to_what_bias_and_eps_absorb() -> None:
             bias = (bias - mean) * gamma / np.sqrt(var + bn.epsilon) + beta
         else:
             bias = model.get_layer(name).get_weights()[1]
-        index = names.index(name)
-        after = index + 2 if name == "conv2" else index + 1  # BN folded into conv2's step
-        r_out = trail[after].numpy().astype(np.float64)
-        r_in = trail[index].numpy().astype(np.float64)
+        # relevance at the layer's output (conv2's through its folded BN) and at its input
+        r_out = trail[linear[name]].numpy().astype(np.float64)
+        r_in = trail[{"conv2": "act1", "dense1": "flat", "out": "act3"}[name]].numpy().astype(
+            np.float64)
         stab = z + eps * np.where(z >= 0, 1.0, -1.0)
         absorbed = (r_out * (bias + eps * np.where(z >= 0, 1.0, -1.0)) / stab).reshape(
             len(x), -1).sum(axis=1)
@@ -124,7 +123,7 @@ def test_epsilon_rule_conserves_up_to_what_bias_and_eps_absorb() -> None:
         total_absorbed = total_absorbed + absorbed
     # conv1 uses z^B: it absorbs nothing, so the pixels hold y minus the layers' absorption.
     y = model(x).numpy()[:, 0]
-    pixels = trail[0].numpy().reshape(len(x), -1).sum(axis=1)
+    pixels = trail[""].numpy().reshape(len(x), -1).sum(axis=1)
     np.testing.assert_allclose(pixels, y - total_absorbed, rtol=1e-4, atol=1e-6)
     assert np.all(np.abs(total_absorbed) > 1e-4)  # the identity is not trivially 0 = 0
 
@@ -139,7 +138,7 @@ def test_zplus_conserves_exactly_on_a_bias_free_relu_network() -> None:
     # z+ keeps the sign of the output at every pixel.
     assert np.all(maps * np.sign(y)[:, None, None] >= -1e-7)
     same = lrp.relevance(Network(model), tf.constant(x), "steer", ("zplus",),
-                         input_rule="same")["zplus"][-1][1].numpy()
+                         input_rule="same")["zplus"][""].numpy()
     np.testing.assert_allclose(same.sum(axis=(1, 2, 3)), y, rtol=1e-5)
 
 
@@ -151,7 +150,7 @@ def test_lrp0_is_gradient_times_input_on_a_bias_free_relu_network() -> None:
     x = _inputs()
     network = Network(model)
     got = lrp.relevance(network, tf.constant(x), "steer", ("epsilon",), eps=0.0,
-                        input_rule="same")["epsilon"][-1][1].numpy()
+                        input_rule="same")["epsilon"][""].numpy()
     norm = tf.constant(x / 127.5 - 1.0)
     with tf.GradientTape() as tape:
         tape.watch(norm)
