@@ -25,8 +25,9 @@ what each sends back. Nodes the target does not depend on (another output head) 
 op kind             rule
 ==================  ===========================================================================
 conv, dense         ``lrp_epsilon``: epsilon rule R_i = a_i sum_j w_ij R_j / (z_j + eps sign z_j)
-                    (sign 0 = +1), z_j = sum_i a_i w_ij + b_j: the bias b_j and the stabilizer
-                    absorb R_j (b_j + eps sign z_j) / (z_j + eps sign z_j).
+                    (sign 0 = +1; with eps = 0, 0/0 = 0), z_j = sum_i a_i w_ij + b_j: the
+                    bias b_j and the stabilizer absorb
+                    R_j (b_j + eps sign z_j) / (z_j + eps sign z_j).
                     ``lrp_zplus``: z+ rule R_i = a_i+ sum_j w_ij+ R_j / sum_k a_k+ w_kj+
                     (positive weights, biases ignored, 0/0 = 0): conserves relevance exactly,
                     and keeps its sign, on ReLU networks (a >= 0). On an ELU network
@@ -203,8 +204,8 @@ def _stabilized(z: tf.Tensor, eps: float) -> tf.Tensor:
 def _epsilon_rule(f: Callable[[tf.Tensor], tf.Tensor], bias: tf.Tensor | None, a: tf.Tensor,
                   relevance: tf.Tensor, eps: float) -> tf.Tensor:
     """R_i = a_i sum_j df_j/da_i R_j / (f_j(a) + b_j + eps sign): f linear without bias."""
-    return a * _vjp(f, a, lambda z: relevance / _stabilized(z if bias is None else z + bias,
-                                                            eps))
+    return a * _vjp(f, a, lambda z: tf.math.divide_no_nan(
+        relevance, _stabilized(z if bias is None else z + bias, eps)))
 
 
 def _zplus_rule(f: Callable[[tf.Tensor], tf.Tensor], a: tf.Tensor,
@@ -274,7 +275,7 @@ def _add_rule(step: Step, xs: list[tf.Tensor], r: tf.Tensor, rule: str,
         positive = [tf.nn.relu(x) for x in xs]
         share = tf.math.divide_no_nan(r, tf.add_n(positive))
         return [p * share for p in positive]
-    share = r / _stabilized(tf.add_n(xs), eps)
+    share = tf.math.divide_no_nan(r, _stabilized(tf.add_n(xs), eps))
     return [x * share for x in xs]
 
 
