@@ -413,7 +413,7 @@ def test_two_heads_each_target_gets_relevance_only_through_its_own_path() -> Non
     throttle = lrp.relevance(network, x, "throttle", ("zplus",), input_rule="same")["zplus"]
     assert not {"conv2a", "conv2b", "add", "cat", "conv3", "dense", "steer"} & set(throttle)
     # z+ conserves each head's own output exactly, through the Add, the Concatenate and
-    # conv1's fan-out (its relevance is the sum of what four readers send back).
+    # conv1's fan-out (its relevance is the sum of what its three readers send back).
     np.testing.assert_allclose(steer["zplus"][""].numpy().sum(axis=(1, 2, 3)), steer_y,
                                rtol=1e-5)
     np.testing.assert_allclose(throttle[""].numpy().sum(axis=(1, 2, 3)), throttle_y, rtol=1e-5)
