@@ -31,7 +31,7 @@ X2 = np.array([2.0, 1.0], np.float32).reshape(1, 1, 2, 1)
 
 def _pixels(model, rule, **options) -> np.ndarray:
     trail = lrp.relevance(Network(model), tf.constant(X2), "steer", (rule,), **options)[rule]
-    return trail[-1][1].numpy().reshape(-1)
+    return trail[""].numpy().reshape(-1)
 
 
 def test_closed_form_two_layers() -> None:
@@ -96,8 +96,7 @@ def test_epsilon_rule_conserves_up_to_what_bias_and_eps_absorb() -> None:
     x = _inputs()
     eps = 0.05
     network = Network(model)
-    trail = dict(lrp.relevance(network, tf.constant(x), "steer", ("epsilon",), eps=eps)["epsilon"])
-    names = list(network.layer_names)
+    trail = lrp.relevance(network, tf.constant(x), "steer", ("epsilon",), eps=eps)["epsilon"]
     # Independent pre-activations: the Keras layers' own outputs (conv2's through its BN).
     linear = {"conv2": "bn2", "dense1": "dense1", "out": "out"}
     probe = keras.Model(model.input, [model.get_layer(n).output for n in linear.values()])
@@ -111,10 +110,10 @@ def test_epsilon_rule_conserves_up_to_what_bias_and_eps_absorb() -> None:
             bias = (bias - mean) * gamma / np.sqrt(var + bn.epsilon) + beta
         else:
             bias = model.get_layer(name).get_weights()[1]
-        index = names.index(name)
-        after = index + 2 if name == "conv2" else index + 1  # BN folded into conv2's step
-        r_out = trail[after].numpy().astype(np.float64)
-        r_in = trail[index].numpy().astype(np.float64)
+        # relevance at the layer's output (conv2's through its folded BN) and at its input
+        r_out = trail[linear[name]].numpy().astype(np.float64)
+        r_in = trail[{"conv2": "act1", "dense1": "flat", "out": "act3"}[name]].numpy().astype(
+            np.float64)
         stab = z + eps * np.where(z >= 0, 1.0, -1.0)
         absorbed = (r_out * (bias + eps * np.where(z >= 0, 1.0, -1.0)) / stab).reshape(
             len(x), -1).sum(axis=1)
@@ -124,7 +123,7 @@ def test_epsilon_rule_conserves_up_to_what_bias_and_eps_absorb() -> None:
         total_absorbed = total_absorbed + absorbed
     # conv1 uses z^B: it absorbs nothing, so the pixels hold y minus the layers' absorption.
     y = model(x).numpy()[:, 0]
-    pixels = trail[0].numpy().reshape(len(x), -1).sum(axis=1)
+    pixels = trail[""].numpy().reshape(len(x), -1).sum(axis=1)
     np.testing.assert_allclose(pixels, y - total_absorbed, rtol=1e-4, atol=1e-6)
     assert np.all(np.abs(total_absorbed) > 1e-4)  # the identity is not trivially 0 = 0
 
@@ -139,7 +138,7 @@ def test_zplus_conserves_exactly_on_a_bias_free_relu_network() -> None:
     # z+ keeps the sign of the output at every pixel.
     assert np.all(maps * np.sign(y)[:, None, None] >= -1e-7)
     same = lrp.relevance(Network(model), tf.constant(x), "steer", ("zplus",),
-                         input_rule="same")["zplus"][-1][1].numpy()
+                         input_rule="same")["zplus"][""].numpy()
     np.testing.assert_allclose(same.sum(axis=(1, 2, 3)), y, rtol=1e-5)
 
 
@@ -151,7 +150,7 @@ def test_lrp0_is_gradient_times_input_on_a_bias_free_relu_network() -> None:
     x = _inputs()
     network = Network(model)
     got = lrp.relevance(network, tf.constant(x), "steer", ("epsilon",), eps=0.0,
-                        input_rule="same")["epsilon"][-1][1].numpy()
+                        input_rule="same")["epsilon"][""].numpy()
     norm = tf.constant(x / 127.5 - 1.0)
     with tf.GradientTape() as tape:
         tape.watch(norm)
@@ -286,3 +285,172 @@ def test_unit_target_starts_inside_the_network() -> None:
     assert np.all(score > 0)
     maps = AttentionEngine(model, ("lrp_zplus",), target=UnitTarget("conv2", unit))(x).maps
     np.testing.assert_allclose(maps["lrp_zplus"].sum(axis=(1, 2)), score, rtol=1e-5)
+
+
+# --- the graph: pooling, crop, resize, fan-out, two heads -----------------------------------
+
+def _pooling_net(seed: int = 0):
+    """Rescaling, conv + BatchNorm (no shift) + ReLU, MaxPooling 2x2, Cropping2D, bilinear
+    Resizing, conv (ReLU), AveragePooling 2x2 stride 1, dense: bias-free throughout."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(16, 18, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="norm")(inputs)
+    x = keras.layers.Conv2D(6, 3, use_bias=False, name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU(name="act1")(x)
+    x = keras.layers.MaxPooling2D(2, name="max")(x)
+    x = keras.layers.Cropping2D(((1, 0), (0, 1)), name="crop")(x)
+    x = keras.layers.Resizing(8, 9, interpolation="bilinear", name="resize")(x)
+    x = keras.layers.Conv2D(5, 2, use_bias=False, activation="relu", name="conv2")(x)
+    x = keras.layers.AveragePooling2D(2, strides=1, name="avg")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    model = keras.Model(inputs, keras.layers.Dense(1, use_bias=False, name="out")(x))
+    rng = np.random.default_rng(seed)
+    bn = model.get_layer("bn1")
+    bn.set_weights([rng.uniform(0.5, 2.0, 6).astype(np.float32), np.zeros(6, np.float32),
+                    np.zeros(6, np.float32), rng.uniform(0.5, 2.0, 6).astype(np.float32)])
+    out = model.get_layer("out")
+    out.set_weights([np.abs(out.get_weights()[0]) + 0.05])
+    return model
+
+
+def _pool_inputs(n: int = 2, seed: int = 5) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, 16, 18, 3)).astype(np.float32)
+
+
+def test_zplus_conserves_exactly_through_max_and_average_pooling() -> None:
+    import keras
+
+    model = _pooling_net()
+    x = _pool_inputs()
+    y = model(x).numpy()[:, 0]
+    maps = AttentionEngine(model, ("lrp_zplus",))(x).maps["lrp_zplus"]
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), y, rtol=1e-5)
+    assert np.all(maps * np.sign(y)[:, None, None] >= -1e-7)
+    trail = lrp.relevance(Network(model), tf.constant(x), "steer", ("zplus",))["zplus"]
+    for name in ("avg", "conv2", "resize", "crop", "max", "act1", "norm", ""):
+        np.testing.assert_allclose(trail[name].numpy().reshape(len(x), -1).sum(axis=1), y,
+                                   rtol=1e-5, err_msg=name)
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in ("act1", "conv2")])
+    act1, conv2 = (np.asarray(t, np.float64) for t in probe(x))
+    # Max pooling, 2x2 windows: each window's relevance all at its largest activation.
+    r_max, r_act1 = trail["max"].numpy(), trail["act1"].numpy()
+    windows = r_act1.reshape(len(x), 7, 2, 8, 2, 6)
+    np.testing.assert_allclose(windows.sum(axis=(2, 4)), r_max, rtol=1e-5, atol=1e-7)
+    values = act1.reshape(len(x), 7, 2, 8, 2, 6)
+    losers = values < values.max(axis=(2, 4), keepdims=True)
+    assert np.all(windows[losers] == 0) and np.abs(r_max).max() > 1e-3
+    # Average pooling 2x2 stride 1 under z+ (a >= 0): R_i = a_i sum_{windows j of i} R_j /
+    # sum_{k in j} a_k (the weights 1/4 cancel), by explicit loops.
+    r_avg = trail["avg"].numpy().astype(np.float64)
+    expected = np.zeros_like(conv2)
+    for i in range(r_avg.shape[1]):
+        for j in range(r_avg.shape[2]):
+            patch = conv2[:, i:i + 2, j:j + 2]
+            total = patch.sum(axis=(1, 2), keepdims=True)
+            share = np.divide(r_avg[:, i:i + 1, j:j + 1], total, out=np.zeros_like(total),
+                              where=total != 0)
+            expected[:, i:i + 2, j:j + 2] += patch * share
+    np.testing.assert_allclose(trail["conv2"].numpy(), expected, rtol=1e-4,
+                               atol=1e-6 * np.abs(expected).max())
+
+
+def test_lrp0_is_gradient_times_input_through_pooling_crop_and_resize() -> None:
+    model = _pooling_net(seed=1)
+    x = tf.constant(_pool_inputs(seed=6))
+    got = lrp.relevance(Network(model), x, "steer", ("epsilon",), eps=0.0,
+                        input_rule="same")["epsilon"][""].numpy()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = model(x)[:, 0]
+    # Relevance passes the Rescaling: x_norm dS/dx_norm = (x - 127.5) dS/dx.
+    expected = (x.numpy() - 127.5) * tape.gradient(y, x).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5 * np.abs(expected).max())
+
+
+def _two_heads():
+    """conv1 feeds two convs (Add), a Concatenate with itself, and the throttle head (GAP,
+    Dense); the steering head is conv3, dense, Dense(1). Bias-free ReLU throughout."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input(shape=(10, 12, 3))
+    conv = lambda n, k, name: keras.layers.Conv2D(  # noqa: E731
+        n, k, padding="same", use_bias=False, activation="relu", name=name)
+    c1 = conv(4, 3, "conv1")(inputs)
+    added = keras.layers.Add(name="add")([conv(4, 3, "conv2a")(c1), conv(4, 1, "conv2b")(c1)])
+    joined = keras.layers.Concatenate(name="cat")([added, c1])
+    hidden = keras.layers.Flatten(name="flat")(conv(3, 3, "conv3")(joined))
+    hidden = keras.layers.Dense(5, use_bias=False, activation="relu", name="dense")(hidden)
+    steer = keras.layers.Dense(1, use_bias=False, name="steer")(hidden)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(c1)
+    throttle = keras.layers.Dense(1, use_bias=False, name="throttle")(pooled)
+    model = keras.Model(inputs, [throttle, steer])
+    for name in ("steer", "throttle"):
+        layer = model.get_layer(name)
+        layer.set_weights([np.abs(layer.get_weights()[0]) + 0.05])
+    return model
+
+
+def _two_head_network(model):
+    from drive_viz.model.contract import InputContract, OutputSpec
+
+    contract = InputContract(input_size=(10, 12), steering=OutputSpec("steer"),
+                             throttle=OutputSpec("throttle"))
+    return Network(model, contract)
+
+
+def test_two_heads_each_target_gets_relevance_only_through_its_own_path() -> None:
+    model = _two_heads()
+    network = _two_head_network(model)
+    x = tf.constant(np.random.default_rng(7).uniform(0, 1, (3, 10, 12, 3)).astype(np.float32))
+    throttle_y, steer_y = (t.numpy()[:, 0] for t in model(x))
+    steer = lrp.relevance(network, x, "steer", ("zplus", "epsilon"), eps=0.0,
+                          input_rule="same")
+    assert not {"gap", "throttle"} & set(steer["zplus"])
+    throttle = lrp.relevance(network, x, "throttle", ("zplus",), input_rule="same")["zplus"]
+    assert not {"conv2a", "conv2b", "add", "cat", "conv3", "dense", "steer"} & set(throttle)
+    # z+ conserves each head's own output exactly, through the Add, the Concatenate and
+    # conv1's fan-out (its relevance is the sum of what its three readers send back).
+    np.testing.assert_allclose(steer["zplus"][""].numpy().sum(axis=(1, 2, 3)), steer_y,
+                               rtol=1e-5)
+    np.testing.assert_allclose(throttle[""].numpy().sum(axis=(1, 2, 3)), throttle_y, rtol=1e-5)
+    np.testing.assert_allclose(
+        steer["zplus"]["conv1"].numpy().sum(axis=(1, 2, 3)), steer_y, rtol=1e-5)
+    # LRP-0 is gradient x input of the steering output alone (the Keras model's own gradient).
+    for index, (target, got) in enumerate((("throttle", None), ("steer", steer["epsilon"]))):
+        if got is None:
+            got = lrp.relevance(network, x, target, ("epsilon",), eps=0.0,
+                                input_rule="same")["epsilon"]
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = model(x)[index][:, 0]
+        expected = x.numpy() * tape.gradient(y, x).numpy()
+        np.testing.assert_allclose(got[""].numpy(), expected, rtol=1e-3,
+                                   atol=1e-5 * np.abs(expected).max(), err_msg=target)
+
+
+def test_refused_at_engine_construction(monkeypatch) -> None:
+    import keras
+
+    from drive_viz.errors import ModelError
+    from drive_viz.model.contract import InputContract, OutputSpec
+
+    inputs = keras.Input(shape=(6, 6, 3))
+    x = keras.layers.MaxPooling2D(2, name="pool")(
+        keras.layers.Conv2D(2, 3, name="conv1")(inputs))
+    logits = keras.layers.Dense(5, name="bins")(keras.layers.Flatten(name="flat")(x))
+    model = keras.Model(inputs, logits)
+    contract = InputContract(input_size=(6, 6), steering=OutputSpec(None, "bins:5:-1:1"))
+    with pytest.raises(ModelError, match="'bins'.*decoded 'bins:5:-1:1'.*softmax"):
+        AttentionEngine(model, ("lrp_epsilon",), contract=contract)
+    from drive_viz.attention.targets import UnitTarget
+
+    AttentionEngine(model, ("lrp_epsilon",), target=UnitTarget("conv1", 1), contract=contract)
+    AttentionEngine(model, ("saliency",), contract=contract)  # only LRP is refused
+    monkeypatch.delitem(lrp.RULES, "maxpool")
+    with pytest.raises(ModelError, match="layer 'pool': LRP has no rule"):
+        AttentionEngine(model, ("lrp_zplus",), target=UnitTarget("conv1", 1),
+                        contract=contract)

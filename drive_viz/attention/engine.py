@@ -24,7 +24,7 @@ import tensorflow as tf
 from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.attention import methods as m
 from drive_viz.attention.catalog import METHODS
-from drive_viz.attention.lrp import DEFAULT_EPSILON, LRP_RULES, lrp_maps, steps
+from drive_viz.attention.lrp import DEFAULT_EPSILON, LRP_RULES, check_lrp, lrp_maps
 from drive_viz.attention.network import Network
 from drive_viz.attention.targets import Target, TargetError, check_target, target_score
 from drive_viz.errors import ModelError
@@ -181,7 +181,7 @@ class AttentionEngine:
             raise ValueError(f"lrp_eps must be >= 0, not {lrp_eps}")
         self.lrp_eps = float(lrp_eps)
         if any(name in LRP_RULES for name in self.methods):
-            steps(self.network)  # a layer without an LRP rule fails here, not mid-replay
+            check_lrp(self.network, target)  # no LRP rule or a bins head: fails here
         self.smoothgrad_samples = int(smoothgrad_samples)
         self.smoothgrad_sigma = float(smoothgrad_sigma)
         self.seed = int(seed)
