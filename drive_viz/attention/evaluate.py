@@ -448,6 +448,13 @@ def _read_frames(recording: Any, wanted: np.ndarray, camera: str
     return np.asarray(rows), frames, masks, skipped
 
 
+def _counterfactual_hook(recording: Any) -> Any:
+    """``--counterfactuals``: the recording's Rerenderer (refuses recordings it cannot draw)."""
+    from drive_viz.attention.counterfactual import Rerenderer
+
+    return Rerenderer(recording)
+
+
 def run(args: argparse.Namespace) -> int:
     """``drive-viz evaluate``: sanity check, deletion/insertion and mask agreement."""
     from drive_viz.model.dave2 import load_steering_model, model_preprocessing
@@ -473,6 +480,8 @@ def run(args: argparse.Namespace) -> int:
         raise DriveVizError(f"{recording.path}: the recording has no frames")
     camera = args.camera or recording.cameras[0]
     recording.meta.camera(camera)
+    rerenderer = _counterfactual_hook(recording) if getattr(args, "counterfactuals", False) \
+        else None
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
     prep = model_preprocessing(args.model)
 
@@ -502,6 +511,11 @@ def run(args: argparse.Namespace) -> int:
         "prediction_mae": float(np.nanmean(np.abs(prediction - steering))),
         "sanity_check": check, **curves, "masks": agreement, "plots": plots,
     }
+    if rerenderer is not None:
+        from drive_viz.attention.counterfactual import counterfactual_evaluation
+
+        report["counterfactuals"] = counterfactual_evaluation(
+            model, rerenderer, rows, camera, prep, methods, seed=args.seed)
     write_json_atomic(out / "evaluation.json", report)
     print(f"wrote {out / 'evaluation.json'} ({len(rows)} frames, methods: {', '.join(methods)})")
     for method in methods:
