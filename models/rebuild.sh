@@ -5,7 +5,7 @@
 #    side cameras), seeds 101, 102 and 103 held out for evaluation (1,500 frames each, centre
 #    camera only);
 # 2. trains DAVE-2 on seed 1 (deterministic: same seed, same weights) with Adam whose rate
-#    decays to 0 on a cosine over the 20 epochs (at a constant rate the last weights carried a
+#    decays to 0 on a cosine over the 10 epochs (at a constant rate the last weights carried a
 #    constant offset of -0.01 even on their own training frames: the "left bias"), and writes
 #    the steering MAE on each held-out seed, with the always-predict-the-training-mean
 #    baseline, into the card.
@@ -21,6 +21,6 @@ for seed in 101 102 103; do
         --overwrite
 done
 $DRIVE_VIZ train recordings/synth_train_s1 --out models/dave2_synth.keras \
-    --epochs 20 --patience 5 --seed 0 --lr-schedule cosine --no-progress \
+    --epochs 10 --patience 5 --seed 0 --lr-schedule cosine --no-progress \
     --heldout recordings/synth_heldout_s101 --heldout recordings/synth_heldout_s102 \
     --heldout recordings/synth_heldout_s103

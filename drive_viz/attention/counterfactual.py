@@ -108,6 +108,7 @@ class Rerenderer:
         config = _world_config(extra.get("world"), where)
         self.recording = recording
         self.world = SyntheticWorld(config, seed)
+        self.world.reset(render=False)
         for spec in recording.meta.cameras:
             if spec not in self.world.cameras:
                 raise RecordingError(f"{where}: camera {spec.name!r} is not what "

@@ -249,12 +249,16 @@ class SyntheticWorld:
         spec = camera if isinstance(camera, CameraSpec) else self._camera(camera)
         return self.renderer.element_masks(spec, self.camera_pose(spec), self._s + spec.x)
 
-    def restore(self, pose: RecordedPose) -> None:
-        """Put the car exactly where a recording's row says it was (see ``recorded_pose``),
-        so ``render`` draws that row's frame again."""
+    def restore(self, pose: RecordedPose, speed: float | None = None) -> None:
+        """Put the car exactly where a recording's row says it was (its ``POSE_COLUMNS``), so
+        ``render`` draws that row's frame again; ``speed`` (m/s) too if given."""
         self._x, self._y, self._yaw = pose.x, pose.y, pose.yaw
         self._s, self._time = pose.s, pose.time
-        self._lateral = self._heading_error = math.nan
+        if speed is not None:
+            self._speed = float(speed)
+        _, lateral, theta = self.track.project(self._x, self._y, self._s)
+        self._lateral = lateral - self.config.lane_centre
+        self._heading_error = float(wrap_angle(self._yaw - theta))
 
     def _camera(self, name: str) -> CameraSpec:
         for spec in self.cameras:
@@ -277,12 +281,14 @@ class SyntheticWorld:
         kappa = self.track.max_curvature(self._s, self._s + 40.0)
         return min(cfg.cruise_speed, math.sqrt(cfg.max_lateral_accel / max(kappa, 1e-6)))
 
-    def expert_steer(self) -> float:
+    def expert_steer(self, weave: bool = True) -> float:
         """The expert's normalized steer (+ right) now: pure pursuit towards the point
-        max(6 m, 0.8 s) ahead on the right lane's centre plus the weave offset."""
+        max(6 m, 0.8 s) ahead on the right lane's centre plus the weave offset (without it
+        when ``weave`` is False: the part of the label the car's state determines)."""
         cfg = self.config
         lookahead = max(6.0, 0.8 * self._speed)
-        tx, ty = self.track.point_at(self._s + lookahead, cfg.lane_centre + self.target_offset())
+        offset = self.target_offset() if weave else 0.0
+        tx, ty = self.track.point_at(self._s + lookahead, cfg.lane_centre + offset)
         dx, dy = float(tx) - self._x, float(ty) - self._y
         cos_y, sin_y = math.cos(self._yaw), math.sin(self._yaw)
         ahead = dx * cos_y + dy * sin_y
