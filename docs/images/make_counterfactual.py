@@ -20,6 +20,7 @@ from make_images import _panel, _save, _scaled, _sheet
 ROOT = Path(__file__).resolve().parents[2]
 SHOWN = ("road_edge", "edge_lines", "centre_line")
 NAMES = {"road_edge": "road edge", "edge_lines": "edge lines", "centre_line": "centre line"}
+SHORT = {"road_edge": "verge", "edge_lines": "edge lines", "centre_line": "centre"}
 
 
 def main() -> int:
@@ -53,7 +54,7 @@ def main() -> int:
     maps = MapMaker(model, methods)(inputs[:1])
     for method in methods:
         share = section["methods"][method]["attention_share"]
-        text = ", ".join(f"{NAMES[e].split()[0]} {share[e][pick]:.0%}" for e in SHOWN)
+        text = ", ".join(f"{SHORT[e]} {share[e][pick]:.0%}" for e in SHOWN)
         panels.append(_panel(input_to_rgb(inputs[0]), _scaled(np.abs(maps[method][0])),
                              f"{method}: {text}"))
     _save("counterfactual.png", _sheet(panels))
