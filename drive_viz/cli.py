@@ -215,6 +215,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
     parser.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        help="keep the rate, or decay it to 0 on a cosine over all epochs "
+                             "(default constant)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for initialization, data order and augmentation")
     parser.add_argument("--activation", choices=("elu", "relu"), default="elu",
@@ -401,6 +404,9 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--gradcam-layer", default=None, metavar="LAYER",
                         help=GRADCAM_LAYER_HELP)
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
+    parser.add_argument("--counterfactuals", action="store_true",
+                        help="synthetic recordings: draw each frame again without one scene "
+                             "element at a time; steering change and attention per element")
     parser.set_defaults(run=_lazy("drive_viz.attention.evaluate:run"))
 
 

@@ -52,7 +52,7 @@ def _sheet(panels: list[np.ndarray], cols: int = 2) -> np.ndarray:
 
 def _save(name: str, rgb: np.ndarray, drop_bits: int = 3) -> None:
     """Write a PNG posterized to 8 - ``drop_bits`` bits per channel (README files < 200 KB)."""
-    from drive_viz.recording.images import write_file_atomic
+    from drive_viz.atomic import write_atomic
 
     step = 1 << drop_bits
     posterized = (rgb // step) * step + step // 2
@@ -60,7 +60,7 @@ def _save(name: str, rgb: np.ndarray, drop_bits: int = 3) -> None:
                             [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise RuntimeError(f"{name}: PNG encoding failed")
-    write_file_atomic(OUT / name, data.tobytes())
+    write_atomic(OUT / name, data.tobytes())
     print(f"wrote {OUT / name}: {(OUT / name).stat().st_size // 1024} KB")
 
 

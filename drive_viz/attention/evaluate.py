@@ -63,6 +63,7 @@ import numpy as np
 from drive_viz.atomic import write_json_atomic
 from drive_viz.attention.catalog import METHODS, parse_methods
 from drive_viz.attention.causal import run_causal_tests, summary_lines
+from drive_viz.attention.counterfactual import summary_lines as counterfactual_lines
 from drive_viz.attention.stats import map_statistics
 from drive_viz.errors import DriveVizError, FrameError
 from drive_viz.recording.format import MASK_CLASSES
@@ -432,6 +433,13 @@ def _read_frames(recording: Any, wanted: np.ndarray, camera: str
     return np.asarray(rows), frames, masks, skipped
 
 
+def _counterfactual_hook(recording: Any) -> Any:
+    """``--counterfactuals``: the recording's Rerenderer (refuses recordings it cannot draw)."""
+    from drive_viz.attention.counterfactual import Rerenderer
+
+    return Rerenderer(recording)
+
+
 def run(args: argparse.Namespace) -> int:
     """``drive-viz evaluate``: sanity check, deletion/insertion and mask agreement."""
     from drive_viz.model.dave2 import load_steering_model, model_contract
@@ -458,6 +466,8 @@ def run(args: argparse.Namespace) -> int:
         raise DriveVizError(f"{recording.path}: the recording has no frames")
     camera = args.camera or recording.cameras[0]
     recording.meta.camera(camera)
+    rerenderer = _counterfactual_hook(recording) if getattr(args, "counterfactuals", False) \
+        else None
     model = load_steering_model(args.model, unsafe=args.unsafe_model)
     prep = model_contract(args.model)
 
@@ -497,20 +507,26 @@ def run(args: argparse.Namespace) -> int:
         "sanity_check": check, **curves, "masks": agreement, "plots": plots, **causal,
         "verdicts": results,
     }
+    if rerenderer is not None:
+        from drive_viz.attention.counterfactual import counterfactual_evaluation
+
+        report["counterfactuals"] = counterfactual_evaluation(
+            model, rerenderer, rows, camera, prep, methods, **engine_options)
     write_json_atomic(out / "evaluation.json", report)
     lines = verdict_lines(results)
     from drive_viz.report.evaluation import write_evaluation_page
 
     write_evaluation_page(out / "evaluation.html", report, lines, pictures, {
         "Warnings": [warning["message"] for warning in warnings],
-        "Causal tests": summary_lines(causal)})
+        "Causal tests": summary_lines(causal),
+        "Counterfactual renders": counterfactual_lines(report.get("counterfactuals"))})
     print(f"wrote {out / 'evaluation.json'} and evaluation.html ({len(rows)} frames, "
           f"methods: {', '.join(methods)})")
     for method in methods:
         print(f"  {method}")
         for line in lines[method]:
             print(f"    {line}")
-    for line in summary_lines(causal):
+    for line in summary_lines(causal) + counterfactual_lines(report.get("counterfactuals")):
         print(line)
     print_warnings(warnings)
     return 0

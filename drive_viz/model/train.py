@@ -52,6 +52,10 @@ from drive_viz.render.png import png_bytes
 CARD_FORMAT = "drive-viz-model-card"
 #: Other cameras count as side cameras only when they look forward (|yaw| below this, degrees).
 SIDE_CAMERA_MAX_YAW = 45.0
+#: Learning-rate schedules: Adam at a constant rate, or cosine decay from ``lr`` to 0 over all
+#: ``epochs`` (the last weights then sit near a minimum instead of wherever the last
+#: full-rate steps left them).
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -63,6 +67,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"
     seed: int = 0
     activation: str = "elu"
     head: str = "flatten"
@@ -91,6 +96,7 @@ class TrainConfig:
             "--recovery-distance must be positive": self.recovery > 0,
             "--block-seconds must be positive": self.block_seconds > 0,
             "--gap-seconds must not be negative": self.gap_seconds >= 0,
+            "--lr-schedule must be constant or cosine": self.lr_schedule in LR_SCHEDULES,
         }
         for message, ok in checks.items():
             if not ok:
@@ -102,7 +108,8 @@ class TrainConfig:
         """The ``drive-viz train`` command line that repeats this run."""
         words = ["drive-viz", "train", *map(str, self.recordings), "--out", str(self.out),
                  "--epochs", str(self.epochs), "--batch-size", str(self.batch_size),
-                 "--lr", repr(self.lr), "--seed", str(self.seed),
+                 "--lr", repr(self.lr), "--lr-schedule", self.lr_schedule,
+                 "--seed", str(self.seed),
                  "--activation", self.activation, "--head", self.head,
                  "--side-cameras" if self.side_cameras else "--no-side-cameras",
                  "--val-fraction", repr(self.val_fraction), "--patience", str(self.patience),
@@ -324,12 +331,15 @@ def _tf_error_to_frame_error(exc: Exception) -> FrameError:
     return FrameError(f"reading frames failed ({text.splitlines()[0] if text else exc})")
 
 
-def compile_for_training(model: Any, lr: float, steps_per_execution: int = 1) -> Any:
-    """Compile ``model`` as ``train`` fits it: Adam at learning rate ``lr``, MSE loss, MAE
-    metric; ``steps_per_execution`` train steps per traced call. Returns the model."""
+def compile_for_training(model: Any, lr: float, steps_per_execution: int = 1,
+                         decay_steps: int | None = None) -> Any:
+    """Compile ``model`` as ``train`` fits it: Adam at learning rate ``lr`` (decaying to 0 on
+    a cosine over ``decay_steps`` optimizer steps when given), MSE loss, MAE metric;
+    ``steps_per_execution`` train steps per traced call. Returns the model."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse",
+    rate = lr if decay_steps is None else keras.optimizers.schedules.CosineDecay(lr, decay_steps)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="mse",
                   metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
                   steps_per_execution=steps_per_execution)
     return model
@@ -361,11 +371,13 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     try:
-        model = compile_for_training(build_dave2(config.activation, config.head,
-                                                 seed=config.seed), config.lr)
         train_stream, steps = training_dataset(
             data.store, data.train, batch_size=config.batch_size, epochs=config.epochs,
             seed=config.seed, augmentation=augmentation, geometry=geometry)
+        decay = steps * config.epochs if config.lr_schedule == "cosine" else None
+        model = compile_for_training(build_dave2(config.activation, config.head,
+                                                 seed=config.seed), config.lr,
+                                     decay_steps=decay)
         validating = len(data.val) > 0
         monitor = "val_loss" if validating else "loss"
         stopper = keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience,
@@ -406,6 +418,7 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
         "train_mean_steer": data.train_mean_steer,
         "hyperparameters": {
             "max_epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+            "lr_schedule": config.lr_schedule,
             "optimizer": "adam", "loss": "mse", "patience": config.patience,
             "val_fraction": config.val_fraction, "block_seconds": config.block_seconds,
             "gap_seconds": config.gap_seconds, "side_cameras": config.side_cameras,
@@ -533,7 +546,8 @@ def run(args: argparse.Namespace) -> int:
     """The ``drive-viz train`` command."""
     config = TrainConfig(
         recordings=[Path(p) for p in args.recordings], out=Path(args.out), epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, activation=args.activation,
+        batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
+        activation=args.activation,
         head=args.head, side_cameras=args.side_cameras, augment=not args.no_augment,
         rebalance=args.rebalance, val_fraction=args.val_fraction, patience=args.patience,
         camera=args.camera, block_seconds=args.block_seconds, gap_seconds=args.gap_seconds,

@@ -40,12 +40,13 @@ class RecordingWriter:
 
     ``images`` maps camera name to RGB uint8 (H, W, 3) arrays or to already-encoded JPEG
     bytes (importers copy JPEGs without re-encoding). ``masks`` maps camera name to uint8
-    (H, W) class labels. ``overwrite=True`` replaces an existing recording (only a folder that
-    holds a ``meta.json`` is ever deleted).
+    (H, W) class labels. ``extra_columns`` names further table columns (after the standard
+    ones) whose text each ``append`` gives in ``extra``. ``overwrite=True`` replaces an
+    existing recording (only a folder that holds a ``meta.json`` is ever deleted).
     """
 
     def __init__(self, path: str | Path, meta: RecordingMeta, *, overwrite: bool = False,
-                 with_masks: bool = False) -> None:
+                 with_masks: bool = False, extra_columns: tuple[str, ...] = ()) -> None:
         self.path = Path(path)
         self.meta = dataclasses.replace(meta, finished=False)
         self._prepare_folder(overwrite)
@@ -53,6 +54,11 @@ class RecordingWriter:
         self.columns = list(LABEL_COLUMNS) + [image_column(c) for c in meta.camera_names]
         if with_masks:
             self.columns += [mask_column(c) for c in meta.camera_names]
+        clash = set(extra_columns) & set(self.columns)
+        if clash:
+            raise ValueError(f"extra column(s) {sorted(clash)} are standard columns")
+        self.extra_columns = tuple(extra_columns)
+        self.columns += list(self.extra_columns)
         # meta.json first: a folder killed at any later point is still recognisably a
         # recording, so a rerun with --overwrite may replace it.
         write_meta(self.path, self.meta)
@@ -84,8 +90,10 @@ class RecordingWriter:
     def append(self, *, steer: float, throttle: float = 0.0, brake: float = 0.0,
                speed: float = 0.0, t: float | None = None, frame: int | None = None,
                images: dict[str, np.ndarray | bytes],
-               masks: dict[str, np.ndarray] | None = None) -> int:
-        """Write one frame; return its frame number. ``t`` defaults to frame / fps seconds."""
+               masks: dict[str, np.ndarray] | None = None,
+               extra: dict[str, str] | None = None) -> int:
+        """Write one frame; return its frame number. ``t`` defaults to frame / fps seconds;
+        ``extra`` holds the text of the ``extra_columns`` (missing ones stay empty)."""
         frame = self.frames_written if frame is None else int(frame)
         t = frame / self.meta.fps if t is None else float(t)
         missing = set(self.meta.camera_names) - set(images)
@@ -94,6 +102,7 @@ class RecordingWriter:
         row: dict[str, object] = {"frame": frame, "t": f"{t:.6f}", "steer": f"{steer:.6f}",
                                   "throttle": f"{throttle:.6f}", "brake": f"{brake:.6f}",
                                   "speed": f"{speed:.4f}"}
+        row.update({name: (extra or {}).get(name, "") for name in self.extra_columns})
         try:
             for camera in self.meta.camera_names:
                 image = images[camera]

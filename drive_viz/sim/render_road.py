@@ -51,6 +51,10 @@ TILE_LENGTH = 64.0
 MIP_LEVELS = 6
 _COVER_ROAD, _COVER_MARKING = 128, 255
 _DISTRACTOR = MASK_CLASSES["distractor"]
+#: Scene elements a render can leave out (counterfactuals), in the order reports list them.
+SCENE_ELEMENTS = ("centre_line", "edge_lines", "road_edge", "distractors", "shadows")
+#: The elements that live in the ground texture.
+TEXTURE_ELEMENTS = frozenset({"centre_line", "edge_lines", "road_edge"})
 
 
 @dataclass(frozen=True)
@@ -75,16 +79,57 @@ def _periodic_noise(rng: np.random.Generator, rows: int, cols: int, cell: int) -
     return up[2 * cell:2 * cell + rows, :cols] * 1.5
 
 
-def build_ground_texture(config: SyntheticWorldConfig, rng: np.random.Generator
-                         ) -> list[np.ndarray]:
-    """The ground tile and its mip levels: uint8 (rows, cols, 4) arrays, level k halving both
-    sides. Columns run across the road (-40..40 m), rows along it (one tile, periodic); the
-    channels are RGB and class coverage (0 other, 128 road, 255 lane marking)."""
+def _tile_axes(config: SyntheticWorldConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Texel centres of the ground tile: across the road r (cols,) and along it s (rows,),
+    float32 metres."""
     period = config.dash_period * max(1, round(TILE_LENGTH / config.dash_period))
     rows, cols = int(round(period / TEXEL)), int(round(2 * TEXTURE_HALF_WIDTH / TEXEL))
     rows -= rows % (1 << MIP_LEVELS)
     r = (np.arange(cols, dtype=np.float32) + 0.5) * TEXEL - TEXTURE_HALF_WIDTH
     s = (np.arange(rows, dtype=np.float32) + 0.5) * (period / rows)
+    return r, s
+
+
+def _painted(config: SyntheticWorldConfig, ar: np.ndarray, s: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(centre line, edge lines) bool masks over texels at |r| ``ar`` (1, cols) and ``s``."""
+    line_in, line_out = config.lane_width, config.lane_width + config.edge_line_width
+    dash_on = (s % config.dash_period < config.dash_length)[:, None]
+    return (ar < config.centre_line_width / 2) & dash_on, (ar >= line_in) & (ar < line_out)
+
+
+def _mip_levels(level: np.ndarray) -> list[np.ndarray]:
+    """``level`` and MIP_LEVELS - 1 halvings of it (area averaging)."""
+    levels = [level]
+    for _ in range(1, MIP_LEVELS):
+        prev = levels[-1]
+        levels.append(cv2.resize(prev, (prev.shape[1] // 2, prev.shape[0] // 2),
+                                 interpolation=cv2.INTER_AREA))
+    return levels
+
+
+def build_element_texture(config: SyntheticWorldConfig) -> list[np.ndarray]:
+    """Where the texture-borne scene elements lie on the ground tile: float32 (rows, cols, 3)
+    coverage in [0, 1] of ``centre_line``, ``edge_lines`` and ``road_edge`` (the verge: all
+    ground beyond the asphalt), with the same mip levels as ``build_ground_texture``."""
+    r, s = _tile_axes(config)
+    ar = np.abs(r)[None, :]
+    shape = (len(s), len(r))
+    centre, edges = (np.broadcast_to(m, shape) for m in _painted(config, ar, s))
+    verge = np.broadcast_to(ar >= config.road_half_width, shape)
+    return _mip_levels(np.stack([centre, edges, verge], axis=-1).astype(np.float32))
+
+
+def build_ground_texture(config: SyntheticWorldConfig, rng: np.random.Generator,
+                         hide: frozenset[str] = frozenset()) -> list[np.ndarray]:
+    """The ground tile and its mip levels: uint8 (rows, cols, 4) arrays, level k halving both
+    sides. Columns run across the road (-40..40 m), rows along it (one tile, periodic); the
+    channels are RGB and class coverage (0 other, 128 road, 255 lane marking). ``hide`` may
+    name ``centre_line`` and ``edge_lines`` (painted as the asphalt under them) and
+    ``road_edge`` (the verge, all ground beyond the asphalt, drawn as asphalt); the random
+    draws are the same, so everything else is identical texel for texel."""
+    r, s = _tile_axes(config)
+    rows, cols = len(s), len(r)
     ar = np.abs(r)[None, :]
 
     def noise(cell: int) -> np.ndarray:
@@ -111,9 +156,12 @@ def build_ground_texture(config: SyntheticWorldConfig, rng: np.random.Generator
     paint = 226 + 6 * fine_m - 10 * np.clip(medium_m, 0, None)
     gravel = (1 + 0.14 * fine_m + 0.08 * medium_m)[..., None] * np.array([128, 116, 98],
                                                                           np.float32)
-    line_in, line_out = config.lane_width, config.lane_width + config.edge_line_width
-    dash_on = (s % config.dash_period < config.dash_length)[:, None]
-    marking = ((ar < config.centre_line_width / 2) & dash_on) | ((ar >= line_in) & (ar < line_out))
+    centre, edges = _painted(config, ar, s)
+    marking = np.zeros_like(centre)
+    if "centre_line" not in hide:
+        marking |= centre
+    if "edge_lines" not in hide:
+        marking |= edges
     road = ar < road_edge
     grey = np.where(marking, paint, asphalt)
     road_rgb = np.stack([grey, grey, grey * np.where(marking, 0.98, 1.04)], axis=-1)
@@ -124,12 +172,13 @@ def build_ground_texture(config: SyntheticWorldConfig, rng: np.random.Generator
     level[..., :3] = np.clip(rgb, 0, 255)
     level[..., 3] = 0
     level[:, middle, 3] = np.where(marking, _COVER_MARKING, np.where(road, _COVER_ROAD, 0))
-    levels = [level]
-    for _ in range(1, MIP_LEVELS):
-        prev = levels[-1]
-        levels.append(cv2.resize(prev, (prev.shape[1] // 2, prev.shape[0] // 2),
-                                 interpolation=cv2.INTER_AREA))
-    return levels
+    if "road_edge" in hide:
+        verge = np.abs(r)[None, :] >= road_edge
+        plain = 74 + 6 * fine + 4 * grain + 6 * medium + 5 * large
+        plain = np.stack([plain, plain, plain * 1.04], axis=-1)
+        level[..., :3] = np.where(verge[..., None], np.clip(plain, 0, 255), level[..., :3])
+        level[..., 3] = np.where(verge, _COVER_ROAD, level[..., 3])
+    return _mip_levels(level)
 
 
 def _class_lut() -> np.ndarray:
@@ -208,6 +257,18 @@ class RoadRenderer:
         self.tile_length = self.texture[0].shape[0] * TEXEL
         self._class_lut = _class_lut()
         self._cameras: dict[CameraSpec, _CameraTables] = {}
+        self._hidden_textures: dict[frozenset[str], list[np.ndarray]] = {}
+        self._element_texture: list[np.ndarray] | None = None
+
+    def _texture(self, hide: frozenset[str]) -> list[np.ndarray]:
+        """The ground texture with the texture-borne elements of ``hide`` removed (cached)."""
+        hide = hide & TEXTURE_ELEMENTS
+        if not hide:
+            return self.texture
+        if hide not in self._hidden_textures:
+            self._hidden_textures[hide] = build_ground_texture(
+                self.config, np.random.default_rng([self._seed, 0x7E47]), hide)
+        return self._hidden_textures[hide]
 
     def _tables(self, spec: CameraSpec) -> _CameraTables:
         tables = self._cameras.get(spec)
@@ -217,9 +278,16 @@ class RoadRenderer:
         return tables
 
     def render(self, spec: CameraSpec, pose: CameraPose, s_camera: float,
-               light: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               light: np.ndarray, hide: frozenset[str] = frozenset()
+               ) -> tuple[np.ndarray, np.ndarray]:
         """One frame: RGB uint8 (H, W, 3) and class mask uint8 (H, W) for a camera at
-        ``pose`` near arc length ``s_camera``; ``light`` is the RGB gain (3,) float."""
+        ``pose`` near arc length ``s_camera``; ``light`` is the RGB gain (3,) float.
+        ``hide``: names from ``SCENE_ELEMENTS`` to leave out (counterfactual renders)."""
+        unknown = set(hide) - set(SCENE_ELEMENTS)
+        if unknown:
+            raise ValueError(f"unknown scene element(s) {sorted(unknown)}; "
+                             f"known: {', '.join(SCENE_ELEMENTS)}")
+        hide = frozenset(hide)
         cam = self._tables(spec)
         height, width = spec.height, spec.width
         frame = np.empty((height, width, 3), np.uint8)
@@ -228,18 +296,57 @@ class RoadRenderer:
         shift = int(round(pose.heading * cam.f))
         frame[:top] = np.take(cam.sky, cam.sky_columns + shift, axis=1, mode="wrap")
 
-        ground = self._ground(cam, pose, s_camera)
+        ground = self._remap(cam, self._texture(hide), *self._ground_maps(cam, pose, s_camera))
         cv2.cvtColor(ground, cv2.COLOR_RGBA2RGB, dst=frame[top:])
         mask[top:] = cv2.LUT(cv2.extractChannel(ground, 3), self._class_lut)
-        self._shade(cam, pose, s_camera, frame[top:])
-        self._draw_objects(cam, pose, s_camera, frame, mask)
+        if "shadows" not in hide:
+            self._shade(cam, pose, s_camera, frame[top:])
+        if "distractors" not in hide:
+            self._draw_objects(cam, pose, s_camera, frame, mask)
 
         lut = np.clip(np.arange(256, dtype=np.float32)[:, None] * light[None, :], 0, 255)
         cv2.LUT(frame, lut.astype(np.uint8).reshape(256, 1, 3), dst=frame)
         return frame, mask
 
-    def _ground(self, cam: _CameraTables, pose: CameraPose, s_camera: float) -> np.ndarray:
-        """The ground rows: uint8 (rows, W, 4) RGB + class coverage."""
+    def element_masks(self, spec: CameraSpec, pose: CameraPose, s_camera: float
+                      ) -> dict[str, np.ndarray]:
+        """Where each of ``SCENE_ELEMENTS`` lies in the frame ``render`` draws with the same
+        arguments: name -> bool (H, W), True on every pixel that element contributes to
+        (texels under bilinear and mip filtering, shadow polygons, object shapes), whether
+        or not something nearer covers it. Hiding an element changes no pixel outside its
+        mask."""
+        cam = self._tables(spec)
+        height, width, top = spec.height, spec.width, cam.first_row
+        if self._element_texture is None:
+            self._element_texture = build_element_texture(self.config)
+        cover = self._remap(cam, self._element_texture, *self._ground_maps(cam, pose, s_camera))
+        out = {name: np.zeros((height, width), bool) for name in SCENE_ELEMENTS}
+        for channel, name in enumerate(("centre_line", "edge_lines", "road_edge")):
+            out[name][top:] = cover[..., channel] > 0
+        shade = self._shadow_gain(cam, pose, s_camera)
+        if shade is not None:
+            out["shadows"][top:] = shade < 255
+        objects = np.zeros((height, width), np.uint8)
+        self._draw_objects(cam, pose, s_camera, np.zeros((height, width, 3), np.uint8), objects)
+        out["distractors"] = objects > 0
+        return out
+
+    def _remap(self, cam: _CameraTables, texture: list[np.ndarray], map_x: np.ndarray,
+               map_y: np.ndarray) -> np.ndarray:
+        """Sample ``texture`` (mip levels of (rows, cols, C)) at the ground rows' texel
+        coordinates: (ground rows, W, C) of the texture's dtype."""
+        channels = texture[0].shape[2]
+        ground = np.empty((len(cam.distance), cam.spec.width, channels), texture[0].dtype)
+        for first, last, level in cam.bands:
+            band_x = np.clip(map_x[first:last], 0, texture[level].shape[1] - 1)
+            cv2.remap(texture[level], band_x, map_y[first:last], cv2.INTER_LINEAR,
+                      dst=ground[first:last], borderMode=cv2.BORDER_WRAP)
+        return ground
+
+    def _ground_maps(self, cam: _CameraTables, pose: CameraPose, s_camera: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Texel coordinates (map_x, map_y) of every ground pixel, each row in the units of
+        its mip level: two float32 (ground rows, W) arrays for ``cv2.remap``."""
         cos_h, sin_h = math.cos(pose.heading), math.sin(pose.heading)
         lo = max(0, int((s_camera - 10.0) / STEP))
         hi = int((s_camera + 1.3 * self.config.view_distance + 10.0) / STEP)
@@ -283,15 +390,7 @@ class RoadRenderer:
         map_x += bx.astype(np.float32)[:, None]
         map_y = np.multiply.outer(ay.astype(np.float32), cam.u)
         map_y += by.astype(np.float32)[:, None]
-
-        ground = np.empty((len(d), cam.spec.width, 4), np.uint8)
-        for first, last, level in cam.bands:
-            texture = self.texture[level]
-            band_x = map_x[first:last]
-            np.clip(band_x, 0, texture.shape[1] - 1, out=band_x)
-            cv2.remap(texture, band_x, map_y[first:last], cv2.INTER_LINEAR,
-                      dst=ground[first:last], borderMode=cv2.BORDER_WRAP)
-        return ground
+        return map_x, map_y
 
     def _project(self, cam: _CameraTables, pose: CameraPose, x: np.ndarray, y: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -303,9 +402,18 @@ class RoadRenderer:
     def _shade(self, cam: _CameraTables, pose: CameraPose, s_camera: float,
                ground_rgb: np.ndarray) -> None:
         """Darken ``ground_rgb`` (the frame's ground rows, in place) under shadow bands."""
+        shade = self._shadow_gain(cam, pose, s_camera)
+        if shade is not None:
+            shade_rgb = cv2.cvtColor(shade, cv2.COLOR_GRAY2RGB)
+            cv2.multiply(ground_rgb, shade_rgb, dst=ground_rgb, scale=1 / 255)
+
+    def _shadow_gain(self, cam: _CameraTables, pose: CameraPose, s_camera: float
+                     ) -> np.ndarray | None:
+        """The shadow bands' gain over the ground rows, uint8 (rows, W), 255 = unshaded;
+        None when no band is in view."""
         bands = self.scenery.shadows(s_camera - 20.0, s_camera + self.config.view_distance)
         if not len(bands):
-            return
+            return None
         forward, lateral = self._project(cam, pose, bands[:, 0:8:2], bands[:, 1:8:2])
         forward = np.maximum(forward, 0.8)
         u = cam.cx + cam.f * lateral / forward
@@ -313,14 +421,13 @@ class RoadRenderer:
         seen = (np.max(v, axis=1) >= 0) & (np.min(u, axis=1) < cam.spec.width) \
             & (np.max(u, axis=1) >= 0)
         if not seen.any():
-            return
-        shade = np.full(ground_rgb.shape[:2], 255, np.uint8)
+            return None
+        shade = np.full((len(cam.distance), cam.spec.width), 255, np.uint8)
         corners = np.clip(np.stack([u, v], axis=-1), -4000, 4000)
         for quad, gain in zip(corners[seen], bands[seen, SHADOW_GAIN], strict=True):
             cv2.fillPoly(shade, [np.round(quad * 4).astype(np.int32)], int(255 * gain),
                          lineType=cv2.LINE_AA, shift=2)
-        shade_rgb = cv2.cvtColor(shade, cv2.COLOR_GRAY2RGB)
-        cv2.multiply(ground_rgb, shade_rgb, dst=ground_rgb, scale=1 / 255)
+        return shade
 
     def _draw_objects(self, cam: _CameraTables, pose: CameraPose, s_camera: float,
                       frame: np.ndarray, mask: np.ndarray) -> None:
@@ -354,9 +461,10 @@ def _draw_object(frame: np.ndarray, mask: np.ndarray, kind: int, centre: float, 
         for image, value in ((frame, colour), (mask, _DISTRACTOR)):
             cv2.fillConvexPoly(image, tri, value)
         stripe = int(round(base - 0.55 * tall)), int(round(base - 0.4 * tall))
-        cv2.line(frame, (int(centre - half * 0.45), stripe[0]),
-                 (int(centre + half * 0.45), stripe[0]), (240, 240, 240),
-                 max(1, stripe[0] - stripe[1]))
+        for image, value in ((frame, (240, 240, 240)), (mask, _DISTRACTOR)):
+            cv2.line(image, (int(centre - half * 0.45), stripe[0]),
+                     (int(centre + half * 0.45), stripe[0]), value,
+                     max(1, stripe[0] - stripe[1]))
         return
     if kind == TREE:
         radius = max(1, int(round(row[EXTRA] * px)))
@@ -371,12 +479,14 @@ def _draw_object(frame: np.ndarray, mask: np.ndarray, kind: int, centre: float, 
     if kind == BOX and bottom - top > 3:
         lid = top + max(1, (bottom - top) // 6)
         lit = tuple(min(255.0, c * 1.25 + 20) for c in colour)
-        cv2.rectangle(frame, (left, top), (right, lid), lit, -1)
+        for image, value in ((frame, lit), (mask, _DISTRACTOR)):
+            cv2.rectangle(image, (left, top), (right, lid), value, -1)
     elif kind == POLE and row[EXTRA] > 0.3:
         sign = int(round(row[EXTRA] * px / 2))
         for image, value in ((frame, (235, 235, 235)), (mask, _DISTRACTOR)):
             cv2.rectangle(image, (int(centre) - sign, top - 2 * sign),
                           (int(centre) + sign, top), value, -1)
         if sign > 2:
-            cv2.rectangle(frame, (int(centre) - sign + 1, top - 2 * sign + 1),
-                          (int(centre) + sign - 1, top - 1), (200, 30, 30), max(1, sign // 4))
+            for image, value in ((frame, (200, 30, 30)), (mask, _DISTRACTOR)):
+                cv2.rectangle(image, (int(centre) - sign + 1, top - 2 * sign + 1),
+                              (int(centre) + sign - 1, top - 1), value, max(1, sign // 4))

@@ -12,7 +12,7 @@ from drive_viz.errors import DriveVizError, OptionError
 from drive_viz.recording.format import MASK_CLASSES, RecordingMeta
 from drive_viz.recording.writer import RecordingWriter
 from drive_viz.sim.config import SyntheticWorldConfig
-from drive_viz.sim.world import SyntheticWorld
+from drive_viz.sim.world import POSE_COLUMNS, RecordedPose, SyntheticWorld
 
 SOURCE = "synthetic"
 
@@ -27,7 +27,9 @@ def write_synthetic_recording(out: str | Path, frames: int, seed: int = 0, *, fp
     (normalized, + right); throttle, brake and speed (m/s) are what the car did. The car
     executes the label plus occasional recovery kicks (see ``SyntheticWorld``). ``config``
     overrides the world's settings (its fps, size and side cameras are replaced by the
-    arguments). Returns the recording folder. An interrupted run leaves a readable
+    arguments). Every row also stores the car's pose (``POSE_COLUMNS``) and meta.json's
+    ``extra.world`` the world's settings, so ``drive_viz.attention.counterfactual`` can draw
+    any frame again. Returns the recording folder. An interrupted run leaves a readable
     recording of the frames written so far (marked unfinished).
     """
     if frames < 1:
@@ -45,16 +47,19 @@ def write_synthetic_recording(out: str | Path, frames: int, seed: int = 0, *, fp
                "steer_label": "expert pure pursuit on the right lane centre, +right",
                "horizon_fraction": config.horizon_fraction,
                "lane_width_m": config.lane_width, "wheelbase_m": config.wheelbase,
-               "max_steer_deg": config.max_steer_deg})
+               "max_steer_deg": config.max_steer_deg,
+               "world": dataclasses.asdict(config)})
     world.reset(render=False)
-    with RecordingWriter(out, meta, overwrite=overwrite, with_masks=masks) as writer:
+    with RecordingWriter(out, meta, overwrite=overwrite, with_masks=masks,
+                         extra_columns=POSE_COLUMNS) as writer:
         for _ in tqdm(range(frames), desc="synth", unit="frame", disable=not progress):
             control = world.expert_control()
             observation = world.observe(render=True)
             state = observation.state
             writer.append(steer=control.label, throttle=control.throttle, brake=control.brake,
                           speed=state.speed, t=state.time, images=observation.images,
-                          masks=observation.masks if masks else None)
+                          masks=observation.masks if masks else None,
+                          extra=RecordedPose.of(state).columns())
             world.step(control.steer, control.throttle, control.brake, render=False)
             if world.off_lane:
                 world.reset_to_lane_centre()

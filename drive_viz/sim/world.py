@@ -30,8 +30,8 @@ from drive_viz.sim.render_road import CameraPose, RoadRenderer
 from drive_viz.sim.scenery import Scenery
 from drive_viz.sim.track import Track, wrap_angle
 
-__all__ = ["ExpertControl", "Observation", "SyntheticWorld", "SyntheticWorldConfig",
-           "WorldState"]
+__all__ = ["POSE_COLUMNS", "ExpertControl", "Observation", "RecordedPose", "SyntheticWorld",
+           "SyntheticWorldConfig", "WorldState"]
 
 _START_S = 5.0
 _MAX_ACCEL = 3.5
@@ -58,6 +58,32 @@ class WorldState:
     y: float
     yaw: float
     steer: float
+
+
+#: Per-row table columns a synthetic recording stores so each frame can be drawn again.
+POSE_COLUMNS = ("state_x", "state_y", "state_yaw", "state_s", "state_time")
+
+
+@dataclass(frozen=True)
+class RecordedPose:
+    """What ``render`` needs of the car, as a recording row stores it (``POSE_COLUMNS``):
+    world ``x``, ``y`` (m), ``yaw`` (rad), arc length ``s`` (m) and ``time`` (s, drives the
+    light)."""
+
+    x: float
+    y: float
+    yaw: float
+    s: float
+    time: float
+
+    @classmethod
+    def of(cls, state: WorldState) -> RecordedPose:
+        return cls(state.x, state.y, state.yaw, state.s, state.time)
+
+    def columns(self) -> dict[str, str]:
+        """The row's ``POSE_COLUMNS`` as text that reads back to the same float64 values."""
+        values = (self.x, self.y, self.yaw, self.s, self.time)
+        return {name: repr(float(v)) for name, v in zip(POSE_COLUMNS, values, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -208,12 +234,31 @@ class SyntheticWorld:
                           self._y + spec.x * sin_y + spec.y * cos_y,
                           self._yaw + math.radians(spec.yaw))
 
-    def render(self, camera: str | CameraSpec = "center") -> tuple[np.ndarray, np.ndarray]:
+    def render(self, camera: str | CameraSpec = "center", hide: frozenset[str] = frozenset()
+               ) -> tuple[np.ndarray, np.ndarray]:
         """One camera's view now: RGB uint8 (H, W, 3) and class mask uint8 (H, W) with
-        ``MASK_CLASSES`` labels, pixel-aligned."""
+        ``MASK_CLASSES`` labels, pixel-aligned; ``hide``: scene elements to leave out
+        (``SCENE_ELEMENTS``)."""
         spec = camera if isinstance(camera, CameraSpec) else self._camera(camera)
         return self.renderer.render(spec, self.camera_pose(spec), self._s + spec.x,
-                                    self.light())
+                                    self.light(), hide)
+
+    def element_masks(self, camera: str | CameraSpec = "center") -> dict[str, np.ndarray]:
+        """Where each scene element lies in this camera's view now: name -> bool (H, W)
+        (see ``RoadRenderer.element_masks``)."""
+        spec = camera if isinstance(camera, CameraSpec) else self._camera(camera)
+        return self.renderer.element_masks(spec, self.camera_pose(spec), self._s + spec.x)
+
+    def restore(self, pose: RecordedPose, speed: float | None = None) -> None:
+        """Put the car exactly where a recording's row says it was (its ``POSE_COLUMNS``), so
+        ``render`` draws that row's frame again; ``speed`` (m/s) too if given."""
+        self._x, self._y, self._yaw = pose.x, pose.y, pose.yaw
+        self._s, self._time = pose.s, pose.time
+        if speed is not None:
+            self._speed = float(speed)
+        _, lateral, theta = self.track.project(self._x, self._y, self._s)
+        self._lateral = lateral - self.config.lane_centre
+        self._heading_error = float(wrap_angle(self._yaw - theta))
 
     def _camera(self, name: str) -> CameraSpec:
         for spec in self.cameras:
@@ -236,12 +281,14 @@ class SyntheticWorld:
         kappa = self.track.max_curvature(self._s, self._s + 40.0)
         return min(cfg.cruise_speed, math.sqrt(cfg.max_lateral_accel / max(kappa, 1e-6)))
 
-    def expert_steer(self) -> float:
+    def expert_steer(self, weave: bool = True) -> float:
         """The expert's normalized steer (+ right) now: pure pursuit towards the point
-        max(6 m, 0.8 s) ahead on the right lane's centre plus the weave offset."""
+        max(6 m, 0.8 s) ahead on the right lane's centre plus the weave offset (without it
+        when ``weave`` is False: the part of the label the car's state determines)."""
         cfg = self.config
         lookahead = max(6.0, 0.8 * self._speed)
-        tx, ty = self.track.point_at(self._s + lookahead, cfg.lane_centre + self.target_offset())
+        offset = self.target_offset() if weave else 0.0
+        tx, ty = self.track.point_at(self._s + lookahead, cfg.lane_centre + offset)
         dx, dy = float(tx) - self._x, float(ty) - self._y
         cos_y, sin_y = math.cos(self._yaw), math.sin(self._yaw)
         ahead = dx * cos_y + dy * sin_y
