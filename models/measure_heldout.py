@@ -24,7 +24,7 @@ import numpy as np
 from drive_viz.atomic import write_json_atomic
 from drive_viz.attention.counterfactual import Rerenderer
 from drive_viz.attention.evaluate import steering_predictor
-from drive_viz.model.dave2 import load_steering_model, model_preprocessing, read_card
+from drive_viz.model.dave2 import load_steering_model, model_contract, read_card
 from drive_viz.model.preprocess import preprocess_batch
 from drive_viz.recording.reader import open_recording
 
@@ -32,7 +32,7 @@ from drive_viz.recording.reader import open_recording
 def measure(model_path: str, recording_path: str) -> dict[str, float]:
     """Model and oracle numbers on one recording (see the module doc)."""
     model = load_steering_model(model_path)
-    prep = model_preprocessing(model_path)
+    prep = model_contract(model_path)
     predict = steering_predictor(model)
     recording = open_recording(recording_path)
     label = recording.steering()

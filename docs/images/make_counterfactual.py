@@ -26,7 +26,7 @@ SHORT = {"road_edge": "verge", "edge_lines": "edge lines", "centre_line": "centr
 def main() -> int:
     from drive_viz.attention.counterfactual import Rerenderer
     from drive_viz.attention.evaluate import MapMaker
-    from drive_viz.model.dave2 import load_steering_model, model_preprocessing
+    from drive_viz.model.dave2 import load_steering_model, model_contract
     from drive_viz.model.preprocess import input_to_rgb, preprocess_batch
     from drive_viz.recording.reader import open_recording
 
@@ -37,7 +37,7 @@ def main() -> int:
     pick = int(np.argmax(road_edge))
     row = section["frames"][pick]
     model_path = report["model"]
-    model, prep = load_steering_model(model_path), model_preprocessing(model_path)
+    model, prep = load_steering_model(model_path), model_contract(model_path)
     rerenderer = Rerenderer(open_recording(report["recording"]))
     camera = section["camera"]
     frames = [rerenderer.render(row, camera)] + [rerenderer.render(row, camera, (e,))
