@@ -318,12 +318,12 @@ class OverlayRenderer:
             text = f"{label[:20]}  pred {steer_pred[k]:+.3f}  error {error:.3f}"
             cv2.putText(canvas, text, (box.x + self._px(8), box.y + self._px(24)), FONT,
                         0.6 * self._ui_scale, color, self._px(2), cv2.LINE_AA)
-        self._label(canvas, f"frame {frame}  t {t:.2f} s  recorded {steer_true:+.3f}",
-                    self.strip.x + self.strip.w - self._px(330), self.strip.y + self._px(14),
-                    TEXT)
         if self.timeline is not None and position is not None:
             for k, steer in enumerate(steer_pred):
                 self._draw_strip(canvas, position, steer, series=k)
+        self._label(canvas, f"frame {frame}  t {t:.2f} s  recorded {steer_true:+.3f}",
+                    self.strip.x + self.strip.w - self._px(330), self.strip.y + self._px(14),
+                    TEXT)
         return canvas
 
     def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, levels: np.ndarray,

@@ -88,12 +88,12 @@ def check_labels(model_paths: Sequence[str | Path], labels: Sequence[str] | None
     that does not match, an empty label, one containing ``_vs_`` (the pair columns' separator)
     and duplicates."""
     if not 2 <= len(model_paths) <= MAX_MODELS:
-        raise OptionError(f"models: compare takes 2 to {MAX_MODELS} models, got "
+        raise OptionError(f"models: compare takes 2 to {MAX_MODELS} model files, got "
                           f"{len(model_paths)}", "models")
     if labels is None:
         labels = default_labels(model_paths)
     elif len(labels) != len(model_paths):
-        raise OptionError(f"labels: {len(labels)} labels for {len(model_paths)} models",
+        raise OptionError(f"labels: {len(labels)} names for {len(model_paths)} models",
                           "labels")
     for label, path in zip(labels, model_paths, strict=True):
         if not label.strip() or "_vs_" in label:
