@@ -26,7 +26,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,12 @@ from drive_viz.runs.replay import (
     Drive,
     OutputStage,
     ReplayOptions,
-    _progress_bar,
     analyse_batch,
     decode_batch,
+    progress_bar,
+    run_head,
     select_rows,
+    video_entry,
 )
 from drive_viz.runs.summary import EventGallery, RunSummary, _finite_or_none
 from drive_viz.runs.writer import RunWriter, jpeg_data_uri
@@ -445,7 +447,7 @@ def compare(recording_path: str | Path, model_paths: Sequence[str | Path], out: 
                 analyzer.warm_up()
 
         started = time.perf_counter()
-        progress = _progress_bar(len(drive.rows), options.progress)
+        progress = progress_bar(len(drive.rows), options.progress, "compare")
         opencv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
@@ -459,7 +461,7 @@ def compare(recording_path: str | Path, model_paths: Sequence[str | Path], out: 
             raise DriveVizError(f"{drive.rec.path}: every selected frame was unreadable; "
                                 "nothing to compare")
         return writer.publish(_head(drive, contenders, options), len(drive.rows), elapsed,
-                              {"video": _video(drive, summary, options) if options.video
+                              {"video": video_entry(drive, summary, options) if options.video
                                else None})
 
 
@@ -477,24 +479,12 @@ class _CompareOutput(OutputStage):
 
 def _head(drive: Drive, contenders: Sequence[Contender], options: ReplayOptions
           ) -> dict[str, Any]:
-    from drive_viz.attention.targets import parse_target
-
-    parameters = asdict(options)
-    parameters.update(methods=list(options.methods), layout=options.main_method, end=drive.end,
-                      end_requested=drive.end_requested, camera=drive.camera)
-    parameters.pop("progress")
-    return {"recording": str(drive.rec.path), "source": drive.rec.source,
-            "labels": [c.label for c in contenders],
+    """Replay's head, with the models by label instead of one model."""
+    head = run_head(drive, contenders[0].path, options)
+    head.pop("model")
+    return {**head, "labels": [c.label for c in contenders],
             "model_files": {c.label: str(c.path) for c in contenders},
-            "contracts": {c.label: c.contract.to_json() for c in contenders},
-            "target": str(parse_target(options.target)), "parameters": parameters}
-
-
-def _video(drive: Drive, summary: CompareSummary, options: ReplayOptions) -> dict[str, Any]:
-    return {"file": "annotated.mp4", "fps": drive.fps, "width": options.video_size[0],
-            "height": options.video_size[1], "codec": "h264", "pix_fmt": "yuv420p",
-            "quality": options.video_quality, "qp": quality_qp(options.video_quality),
-            "frames": summary.accumulator.count}
+            "contracts": {c.label: c.contract.to_json() for c in contenders}}
 
 
 def run(args: argparse.Namespace) -> int:

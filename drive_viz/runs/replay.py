@@ -322,7 +322,7 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
             emit(batch)  # after its frames: the output stage fills in encode_ms
 
         started = time.perf_counter()
-        progress = _progress_bar(len(drive.rows), options.progress)
+        progress = progress_bar(len(drive.rows), options.progress)
         # The stages already keep the cores busy side by side; OpenCV's own worker pool would
         # only add hand-offs and spinning (800 frames: ~0.5 ms CPU per frame more).
         opencv_threads = cv2.getNumThreads()
@@ -338,12 +338,13 @@ def replay(recording_path: str | Path, model_path: str | Path, out: str | Path,
             raise DriveVizError(f"{drive.rec.path}: every selected frame was unreadable "
                                 f"({sum(summary.skip_reasons.values())} skipped); nothing to "
                                 "replay")
-        return writer.publish(_head(drive, model_path, options), len(drive.rows), elapsed,
-                              {"video": _video(drive, summary, options) if options.video
+        return writer.publish(run_head(drive, model_path, options), len(drive.rows), elapsed,
+                              {"video": video_entry(drive, summary, options) if options.video
                                else None})
 
 
-def _head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[str, Any]:
+def run_head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[str, Any]:
+    """summary.json's head: what was run (recording, source, model, target, parameters)."""
     from drive_viz.attention.targets import parse_target
 
     parameters = asdict(options)
@@ -355,7 +356,8 @@ def _head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[
             "parameters": parameters}
 
 
-def _video(drive: Drive, summary: RunSummary, options: ReplayOptions) -> dict[str, Any]:
+def video_entry(drive: Drive, summary: RunSummary, options: ReplayOptions) -> dict[str, Any]:
+    """summary.json's ``video``: file, frame rate, size, codec, quality and frame count."""
     return {"file": "annotated.mp4", "fps": drive.fps, "width": options.video_size[0],
             "height": options.video_size[1], "codec": "h264", "pix_fmt": "yuv420p",
             "quality": options.video_quality, "qp": quality_qp(options.video_quality),
@@ -370,12 +372,14 @@ class _NoProgress:
         """Nothing to close."""
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def progress_bar(total: int, enabled: bool, desc: str = "replay") -> Any:
+    """A tqdm bar over ``total`` frames named ``desc``, or (not ``enabled``) one that shows
+    nothing."""
     if not enabled:
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="frame", desc="replay", smoothing=0.1)
+    return tqdm(total=total, unit="frame", desc=desc, smoothing=0.1)
 
 
 def run(args: argparse.Namespace) -> int:
