@@ -412,8 +412,9 @@ def compare(recording_path: str | Path, model_paths: Sequence[str | Path], out: 
                    embed_video=options.video and options.embed_video,
                    thumbnails=CompareThumbnails(contenders),
                    report=write_compare_report) as writer:
+        # The compare layout shows no activation grid: no model tiles one.
         analyzers = {c.label: FrameAnalyzer(c.model, options.methods, options.target,
-                                            with_video=options.video,
+                                            with_video=False,
                                             batch_size=options.batch_size, contract=c.contract,
                                             gradcam_layer=options.gradcam_layer)
                      for c in contenders}
