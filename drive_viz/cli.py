@@ -21,15 +21,15 @@ from drive_viz.model.contract import COLOURS, INTERPOLATIONS
 from drive_viz.model.dave2 import SHIPPED_MODEL
 
 Command = Callable[[argparse.Namespace], int]
-TENSORFLOW_COMMANDS = {"train", "replay", "demo", "evaluate", "features", "live", "inspect",
-                       "adopt", "info-model"}
+TENSORFLOW_COMMANDS = {"train", "replay", "compare", "demo", "evaluate", "features", "live",
+                       "inspect", "adopt", "info-model"}
 UNSAFE_MODEL_HELP = ("load a model even if it needs unsafe deserialization (Lambda layers, "
                      "arbitrary Python): RISK: such a file can run any code on this machine "
                      "when loaded; use only for model files you made or trust")
 
 
 #: Library parameter names whose flag is not ``--`` + the name with dashes.
-FLAGS = {"event_window_s": "--event-window"}
+FLAGS = {"event_window_s": "--event-window", "models": "--model"}
 
 
 def error_message(exc: DriveVizError) -> str:
@@ -345,6 +345,37 @@ def _add_fleet(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=_lazy("drive_viz.runs.fleet:run"))
 
 
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "compare", help="compare 2 to 4 steering models on one recording, side by side",
+        description="Run a recording once through several steering models (each through its "
+                    "own input contract) and the attention engine; write RUN/annotated.mp4 "
+                    "(one panel per model), frames.parquet, frames.csv (per-model and per-pair "
+                    "columns), summary.json and report.html.")
+    parser.add_argument("recording", help="recording folder")
+    parser.add_argument("--model", required=True, action="append",
+                        help="steering model (.keras); give it 2 to 4 times")
+    parser.add_argument("--labels", default=None, metavar="NAME,NAME,...",
+                        help="one label per model, in --model order (default: the file stems)")
+    parser.add_argument("--out", required=True, help="run folder to write")
+    _add_overlay_options(parser)
+    parser.add_argument("--start", type=int, default=0, help="first table row (default 0)")
+    parser.add_argument("--end", type=int, default=None,
+                        help="stop before this table row (default: the end)")
+    parser.add_argument("--stride", type=int, default=1, help="use every N-th row (default 1)")
+    parser.add_argument("--camera", default=None, help="camera name (default: the first)")
+    parser.add_argument("--no-video", action="store_true",
+                        help="skip rendering and the video; write the tables and report only")
+    _add_video_options(parser)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="frames per model call (default 32)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an existing run folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
+    parser.set_defaults(run=_lazy("drive_viz.runs.compare:run"))
+
+
 def _add_demo(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "demo", help="synthesize a drive and replay it with the shipped model",
@@ -592,9 +623,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "train DAVE-2, replay with saliency maps, live overlay.")
     parser.add_argument("--version", action="version", version=f"drive-viz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
-    for add in (_add_info, _add_replay, _add_fleet, _add_demo, _add_record, _add_train,
-                _add_import, _add_features, _add_evaluate, _add_synth, _add_live, _add_inspect,
-                _add_adopt, _add_info_model, _add_serve, _add_index):
+    for add in (_add_info, _add_replay, _add_compare, _add_fleet, _add_demo, _add_record,
+                _add_train, _add_import, _add_features, _add_evaluate, _add_synth, _add_live,
+                _add_inspect, _add_adopt, _add_info_model, _add_serve, _add_index):
         add(commands)
     return parser
 

@@ -49,6 +49,8 @@ DIM_TEXT = (150, 150, 160)
 RECORDED_COLOR = (60, 220, 90)
 PREDICTED_COLOR = (255, 60, 220)
 CURSOR_COLOR = (255, 255, 255)
+#: One colour per model in the compare layout (the first is the replay's predicted colour).
+MODEL_COLORS = (PREDICTED_COLOR, (76, 201, 240), (255, 209, 102), (181, 228, 140))
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 #: Shown over a panel whose map is zero everywhere on this frame.
 NO_EVIDENCE = "no evidence for this target"
@@ -81,13 +83,15 @@ TIMELINE_SPANS = (0.1, 0.2, 0.25, 0.5, 1.0)
 class Timeline:
     """Recorded vs predicted steering over a replay, (n,) positions in replay order.
 
-    ``recorded`` is known up front; ``predicted`` starts as NaN and is filled with ``set``
-    as frames are replayed (NaN stays for skipped frames).
+    ``recorded`` is known up front; ``predictions`` (series, n) (one series per model, 1 but
+    for compare; ``predicted`` is the first) start as NaN and are filled with ``set`` as
+    frames are replayed (NaN stays for skipped frames).
     """
 
-    def __init__(self, recorded: Sequence[float] | np.ndarray) -> None:
+    def __init__(self, recorded: Sequence[float] | np.ndarray, series: int = 1) -> None:
         self.recorded = np.asarray(recorded, dtype=np.float64)
-        self.predicted = np.full(len(self.recorded), np.nan)
+        self.predictions = np.full((series, len(self.recorded)), np.nan)
+        self.predicted = self.predictions[0]
         finite = np.abs(self.recorded[np.isfinite(self.recorded)])
         peak = float(finite.max()) if len(finite) else 0.0
         #: The steering at the strip's top (+) and bottom (-) edges: the smallest of
@@ -97,8 +101,8 @@ class Timeline:
     def __len__(self) -> int:
         return len(self.recorded)
 
-    def set(self, position: int, predicted: float) -> None:
-        self.predicted[position] = predicted
+    def set(self, position: int, predicted: float, series: int = 0) -> None:
+        self.predictions[series, position] = predicted
 
 
 class OverlayRenderer:
@@ -109,6 +113,12 @@ class OverlayRenderer:
     small panels (up to two). ``timeline`` is optional (the live window has none): when given,
     ``draw(position=i)`` marks replay position ``i`` and extends the predicted curve.
     ``size`` (width, height) in pixels scales the 1280x720 layout (e.g. (640, 360)).
+
+    The compare layout (``panels``: (label, contract) of 2 to 4 models; draw with
+    ``draw_compare``): the camera frame once per model, side by side (2) or in a 2x2 grid,
+    each with that model's ``layout`` heat through its own contract, its prediction and error;
+    below, one timeline strip with the recorded steering and every model's (``timeline`` with
+    one series per model, colours ``MODEL_COLORS``).
     """
 
     def __init__(self, layout: str, methods: Sequence[str], *,
@@ -116,7 +126,8 @@ class OverlayRenderer:
                  timeline: Timeline | None = None,
                  opacity: float = DEFAULT_OPACITY,
                  title: str = "",
-                 size: tuple[int, int] = FRAME_SIZE) -> None:
+                 size: tuple[int, int] = FRAME_SIZE,
+                 panels: Sequence[tuple[str, InputContract]] | None = None) -> None:
         if layout not in methods:
             raise ValueError(f"layout {layout!r} is not one of the methods {list(methods)}")
         width, height = size
@@ -141,9 +152,20 @@ class OverlayRenderer:
         self.gauge_center = (self.gauge.x + self.gauge.w // 2,
                              self.gauge.y + self.gauge.h - self._px(16))
         self.gauge_radius = self._px(112)
-        self._background = self._draw_background(title)
+        self.panels = list(panels or [])
+        if self.panels:
+            if not 2 <= len(self.panels) <= len(MODEL_COLORS):
+                raise ValueError(f"the compare layout takes 2 to {len(MODEL_COLORS)} panels, "
+                                 f"not {len(self.panels)}")
+            rows = 1 if len(self.panels) == 2 else 2
+            cell_h = (620 - 8 * (rows - 1)) // rows
+            self.panel_boxes = [Box(8 + (k % 2) * 636, 8 + (k // 2) * (cell_h + 8), 628, cell_h)
+                                .scaled(sx, sy) for k in range(len(self.panels))]
+            self._background = self._draw_compare_background(title)
+        else:
+            self._background = self._draw_background(title)
         self._strip_layer = self.strip.view(self._background).copy()
-        self._drawn_until = -1
+        self._drawn_until = [-1] * (len(self.panels) or 1)
 
     def _px(self, length: float) -> int:
         """A length of the 1280x720 layout in this canvas's pixels (at least 1)."""
@@ -185,6 +207,31 @@ class OverlayRenderer:
         if self.timeline is not None:
             self._label(canvas, f"edges: +/-{self.timeline.span:g}", self.strip.x
                         + self._px(300), self.strip.y - gap, DIM_TEXT)
+        mid = self.strip.y + self.strip.h // 2
+        cv2.line(canvas, (self.strip.x, mid), (self.strip.x + self.strip.w - 1, mid),
+                 (70, 70, 80), 1)
+        if self.timeline is not None and len(self.timeline):
+            points = self._strip_points(np.arange(len(self.timeline)), self.timeline.recorded)
+            for run in _finite_runs(points):
+                cv2.polylines(canvas, [run], False, RECORDED_COLOR, 1, cv2.LINE_AA)
+        return canvas
+
+    def _draw_compare_background(self, title: str) -> np.ndarray:
+        width, height = self.size
+        canvas = np.empty((height, width, 3), np.uint8)
+        canvas[:] = BACKGROUND
+        for box in (*self.panel_boxes, self.strip):
+            box.view(canvas)[:] = PANEL_BACKGROUND
+        gap = self._px(6)
+        self._label(canvas, "steering: recorded", self.strip.x, self.strip.y - gap,
+                    RECORDED_COLOR)
+        x = self.strip.x + self._px(170)
+        for (label, _), color in zip(self.panels, MODEL_COLORS, strict=False):
+            self._label(canvas, label[:24], x, self.strip.y - gap, color)
+            x += self._px(16 + 9 * min(len(label), 24))
+        if title:
+            self._label(canvas, title[:48], self.strip.x + self.strip.w - self._px(420),
+                        self.strip.y - gap, DIM_TEXT)
         mid = self.strip.y + self.strip.h // 2
         cv2.line(canvas, (self.strip.x, mid), (self.strip.x + self.strip.w - 1, mid),
                  (70, 70, 80), 1)
@@ -249,16 +296,50 @@ class OverlayRenderer:
             self._draw_strip(canvas, position, steer_pred)
         return canvas
 
-    def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, levels: np.ndarray) -> Box:
-        """Camera frame fitted into the main panel; heat over the crop box the network sees,
-        which is returned (canvas pixels)."""
+    def draw_compare(self, frame_rgb: np.ndarray, heat: Sequence[np.ndarray],
+                     steer_pred: Sequence[float], steer_true: float, frame: int, t: float,
+                     position: int | None = None) -> np.ndarray:
+        """One annotated frame of the compare layout, RGB uint8 (height, width, 3).
+
+        ``frame_rgb``: camera frame RGB uint8 (H, W, 3); ``heat[k]``: model k's display heat
+        of the ``layout`` method over its own input (rows, columns) float in [0, 1];
+        ``steer_pred[k]``: its prediction; ``steer_true``: recorded steering (NaN: unknown).
+        """
+        canvas = self._background.copy()
+        for k, ((label, contract), box) in enumerate(zip(self.panels, self.panel_boxes,
+                                                         strict=True)):
+            color = MODEL_COLORS[k]
+            header = self._px(34)
+            image = Box(box.x, box.y + header, box.w, max(1, box.h - header))
+            crop = self._draw_main(canvas, frame_rgb, heat_levels(heat[k]), image, contract)
+            if not np.any(heat[k]):
+                self._no_evidence(canvas, crop)
+            error = abs(steer_pred[k] - steer_true)
+            text = f"{label[:20]}  pred {steer_pred[k]:+.3f}  error {error:.3f}"
+            cv2.putText(canvas, text, (box.x + self._px(8), box.y + self._px(24)), FONT,
+                        0.6 * self._ui_scale, color, self._px(2), cv2.LINE_AA)
+        if self.timeline is not None and position is not None:
+            for k, steer in enumerate(steer_pred):
+                self._draw_strip(canvas, position, steer, series=k)
+        self._label(canvas, f"frame {frame}  t {t:.2f} s  recorded {steer_true:+.3f}",
+                    self.strip.x + self.strip.w - self._px(330), self.strip.y + self._px(14),
+                    TEXT)
+        return canvas
+
+    def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, levels: np.ndarray,
+                   panel: Box | None = None, contract: InputContract | None = None) -> Box:
+        """Camera frame fitted into the main panel (or ``panel``); heat over the crop box the
+        network (of ``contract``, default the renderer's) sees, which is returned (canvas
+        pixels)."""
+        panel = panel or self.main
         height, width = frame_rgb.shape[:2]
-        scale = min(self.main.w / width, self.main.h / height)
+        scale = min(panel.w / width, panel.h / height)
         disp_w, disp_h = max(1, round(width * scale)), max(1, round(height * scale))
-        ox = self.main.x + (self.main.w - disp_w) // 2
-        oy = self.main.y + (self.main.h - disp_h) // 2
+        ox = panel.x + (panel.w - disp_w) // 2
+        oy = panel.y + (panel.h - disp_h) // 2
         shown = canvas[oy:oy + disp_h, ox:ox + disp_w]
-        y0, y1, x0, x1 = _levels_on_frame(frame_rgb, levels, self.contract, shown, self.opacity)
+        y0, y1, x0, x1 = _levels_on_frame(frame_rgb, levels, contract or self.contract, shown,
+                                          self.opacity)
         cv2.rectangle(canvas, (ox + x0, oy + y0), (ox + x1 - 1, oy + y1 - 1), DIM_TEXT, 1)
         return Box(ox + x0, oy + y0, max(1, x1 - x0), max(1, y1 - y0))
 
@@ -313,24 +394,27 @@ class OverlayRenderer:
             cv2.putText(canvas, line, (x, y + self._px(30) * k), FONT, 0.7 * self._ui_scale,
                         color, self._px(2), cv2.LINE_AA)
 
-    def _draw_strip(self, canvas: np.ndarray, position: int, steer_pred: float) -> None:
-        """Extend the persistent predicted curve up to ``position``, then mark it."""
+    def _draw_strip(self, canvas: np.ndarray, position: int, steer_pred: float,
+                    series: int = 0) -> None:
+        """Extend the persistent predicted curve (of model ``series`` in the compare layout)
+        up to ``position``, then mark it."""
         if self.timeline is None:
             return
-        self.timeline.set(position, steer_pred)
-        if position > self._drawn_until:
-            first = max(self._drawn_until, 0)
+        self.timeline.set(position, steer_pred, series)
+        color = MODEL_COLORS[series] if self.panels else PREDICTED_COLOR
+        if position > self._drawn_until[series]:
+            first = max(self._drawn_until[series], 0)
             positions = np.arange(first, position + 1)
-            points = self._strip_points(positions, self.timeline.predicted[first:position + 1])
+            points = self._strip_points(
+                positions, self.timeline.predictions[series, first:position + 1])
             points -= (self.strip.x, self.strip.y)
             for run in _finite_runs(points):
                 if len(run) == 1:
                     dot = (int(run[0, 0, 0]), int(run[0, 0, 1]))
-                    cv2.circle(self._strip_layer, dot, 1, PREDICTED_COLOR, -1)
+                    cv2.circle(self._strip_layer, dot, 1, color, -1)
                 else:
-                    cv2.polylines(self._strip_layer, [run], False, PREDICTED_COLOR, 1,
-                                  cv2.LINE_AA)
-            self._drawn_until = position
+                    cv2.polylines(self._strip_layer, [run], False, color, 1, cv2.LINE_AA)
+            self._drawn_until[series] = position
         self.strip.view(canvas)[:] = self._strip_layer
         x, _ = self.strip_xy(position, 0.0)
         cv2.line(canvas, (x, self.strip.y), (x, self.strip.y + self.strip.h - 1),

@@ -345,3 +345,139 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
     }
     page = _MARKER.sub(lambda match: replacements[match.group(0)], PAGE)
     Path(path).write_text(page, encoding="utf-8")
+
+
+def _compare_plots(frames: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:
+    """The compare report's series (every k-th row, at most MAX_PLOT_POINTS): every model's
+    steering with the recorded, and per pair |prediction difference| and map agreement."""
+    labels = list(summary["labels"])
+    step = max(1, math.ceil(len(frames) / MAX_PLOT_POINTS))
+    index = np.arange(0, len(frames), step)
+    thinned = frames.iloc[index]
+
+    def column(name: str) -> list[float | None]:
+        return _finite_list(thinned[name].to_numpy(np.float64))
+
+    colors = [PREDICTED_COLOR, *METHOD_COLORS]
+    plots = [{"title": "steering (positive = right): every model and the recorded",
+              "yLabel": "steering", "zero": True, "series": [
+                  {"name": "recorded", "color": RECORDED_COLOR, "values": column("steer_true")},
+                  *({"name": label, "color": colors[k % len(colors)],
+                     "values": column(f"{label}_steer_pred")} for k, label in enumerate(labels))]}]
+    pairs = list(summary["pairs"])
+    plots.append({"title": "steering disagreement |A - B| per pair", "yLabel": "|A - B|",
+                  "zero": False, "series": [
+                      {"name": name, "color": METHOD_COLORS[k % len(METHOD_COLORS)],
+                       "values": _finite_list(np.abs(thinned[f"{name}_pred_diff"]
+                                                     .to_numpy(np.float64)))}
+                      for k, name in enumerate(pairs)]})
+    method = summary["parameters"]["layout"]
+    for statistic, label in (("pearson", "Pearson"), ("top5_iou", "top-5% IoU")):
+        plots.append({"title": f"attention agreement per pair: {label} of the {method} maps "
+                               "on the camera-frame cells both models see",
+                      "yLabel": label, "zero": False, "series": [
+                          {"name": name, "color": METHOD_COLORS[k % len(METHOD_COLORS)],
+                           "values": column(f"{name}_{method}_{statistic}")}
+                          for k, name in enumerate(pairs)]})
+    times = _plot_times(frames, summary["video"]["fps"] if summary.get("video") else None)
+    return {"videoIndex": index.tolist(), "frame": thinned["frame"].astype(int).tolist(),
+            "t": _finite_list(times[index], 3), "plots": plots, "empty": {}}
+
+
+def _compare_gallery(name: str, title: str, entries: list[dict[str, Any]]) -> str:
+    if not entries:
+        return ""
+    cards = []
+    for entry in entries:
+        maps = "".join(f"<figure><img src='{html.escape(uri)}' alt='{html.escape(label)}'>"
+                       f"<figcaption>{html.escape(label)}: "
+                       f"{_number(entry['steer_pred'].get(label), 3)}</figcaption></figure>"
+                       for label, uri in entry["maps"].items())
+        cards.append(
+            f"<div class='card' data-video-index='{int(entry['position_in_video'])}'>"
+            f"<div class='maps'>{maps}</div>"
+            f"<p>frame {int(entry['frame'])}, t {_number(entry['t'], 2)} s, recorded "
+            f"{_number(entry['steer_true'], 3)}<br><span class='ranked-by'>ranked by "
+            f"{html.escape(str(entry['statistic']))}: {_number(entry['value'], 3)}</span></p>"
+            "</div>")
+    return (f"<h2>{html.escape(title)}</h2><p class='note'>Frames close in time to a worse one "
+            "are merged into its event; each card is the worst frame of one event and shows "
+            "every model's map on that frame, with its prediction.</p>"
+            f"<div class='gallery' id='gallery-{html.escape(name)}'>{''.join(cards)}</div>")
+
+
+def write_compare_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame,
+                         galleries: dict[str, list[dict[str, Any]]], *,
+                         embed_video: str | Path | None = None) -> None:
+    """Write a compare run's report page (``drive_viz.runs.compare``) to ``path``, with
+    ``write_report``'s parameters: the models' steering, pairwise disagreement over time
+    (clicks seek the video) and the disagreement events with every model's map
+    (``galleries`` ``<a>_vs_<b>_steering`` / ``_attention``, entries with ``maps`` label ->
+    data URI)."""
+    labels = list(summary["labels"])
+    video_row = {int(frame): k for k, frame in enumerate(frames["frame"].to_numpy())}
+    for entries in galleries.values():
+        for entry in entries:
+            entry["position_in_video"] = video_row.get(int(entry["frame"]), 0)
+    parameters = summary["parameters"]
+    overview = _table([
+        ("recording", html.escape(summary["recording"])),
+        ("camera", html.escape(parameters["camera"])),
+        ("main method", html.escape(parameters["layout"])),
+        ("target", html.escape(summary["target"])),
+        ("frames compared", _number(summary["frames"]["replayed"])),
+        ("frames skipped", _number(summary["frames"]["skipped"])),
+        *((f"model {label}", html.escape(summary["model_files"][label])) for label in labels),
+    ])
+    models = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{_number(m['mae'])}</td>"
+        f"<td>{_number(m['rmse'])}</td><td>{_number(m['correlation'])}</td></tr>"
+        for label, m in summary["models"].items())
+    pairs = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{_number(p['share_a_better'], 3)}</td>"
+        f"<td>{_number(p['mae_difference']['value'])} [{_number(p['mae_difference']['low'])}, "
+        f"{_number(p['mae_difference']['high'])}]</td>"
+        f"<td>{_number(p['mean_abs_pred_diff'])}</td>"
+        f"<td>{_number(p['agreement']['pearson'], 3)}</td>"
+        f"<td>{_number(p['agreement']['top5_iou'], 3)}</td></tr>"
+        for name, p in summary["pairs"].items())
+    statistics = (
+        "<h2>Models</h2><table class='grid'><tr><th></th><th>MAE</th><th>RMSE</th>"
+        f"<th>correlation</th></tr>{models}</table>"
+        "<h2>Pairs</h2><table class='grid'><tr><th></th><th>share of frames A better</th>"
+        "<th>MAE(A) - MAE(B) [95% block bootstrap]</th><th>mean |A - B|</th>"
+        f"<th>mean Pearson</th><th>mean top-5% IoU</th></tr>{pairs}</table>")
+    warnings = [{**w, "check": f"{label}: {w['check']}"}
+                for label, m in summary["models"].items() for w in m.get("warnings", [])]
+    gallery = "".join(
+        _compare_gallery(f"{name}_steering", f"{name}: largest steering disagreement",
+                         galleries.get(f"{name}_steering", []))
+        + _compare_gallery(f"{name}_attention", f"{name}: lowest attention agreement "
+                           "(1 - Pearson)", galleries.get(f"{name}_attention", []))
+        for name in summary["pairs"])
+    skipped = summary["skipped"]
+    skipped_html = ""
+    if skipped["count"]:
+        items = "".join(f"<li>{html.escape(entry['reason'])}</li>" for entry in skipped["frames"])
+        skipped_html = (f"<h2>Skipped frames ({int(skipped['count'])})</h2>"
+                        f"<ul class='skipped'>{items}</ul>")
+    video = summary.get("video")
+    data = _compare_plots(frames, summary)
+    data["videoFps"] = video["fps"] if video else None
+    replacements = {
+        "{{TITLE}}": html.escape(f"drive-viz compare: {Path(summary['recording']).name} "
+                                 f"({', '.join(labels)})"),
+        "{{UPLOTCSS}}": _vendored("uPlot.min.css"),
+        "{{WARNINGS}}": warnings_html(warnings),
+        "{{OVERVIEW}}": overview,
+        "{{VIDEO}}": _video_html(video, embed_video),
+        "{{LEGEND}}": heat_legend(),
+        "{{EMPTY}}": "",
+        "{{STATISTICS}}": statistics,
+        "{{GALLERY}}": gallery,
+        "{{SKIPPED}}": skipped_html,
+        "{{DATA}}": _json_for_script(data),
+        "{{UPLOT}}": _vendored("uPlot.iife.min.js"),
+    }
+    page = _MARKER.sub(lambda match: replacements[match.group(0)], PAGE)
+    Path(path).write_text(page, encoding="utf-8")

@@ -142,7 +142,9 @@ class Batch:
     """Consecutive replayed frames: their ``positions`` in the run and table ``rows``, camera
     frames RGB uint8 (H, W, 3), masks (66, 200) uint8 in the network's view (or None),
     ``inputs`` (N, 66, 200, 3) float32; after ``analyse_batch`` the per-frame ``table``, display
-    ``heat`` method -> (N, 66, 200) float32 and activation ``grids`` (N, h, w)."""
+    ``heat`` method -> (N, 66, 200) float32 and activation ``grids`` (N, h, w), and the raw
+    ``maps`` method -> (N, 66, 200) float32. ``views``: for each further contract given to
+    ``decode_batch`` (compare), its (inputs, masks) of these frames."""
 
     positions: list[int] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
@@ -153,6 +155,8 @@ class Batch:
     table: pd.DataFrame | None = None
     heat: dict[str, np.ndarray] = field(default_factory=dict)
     grids: np.ndarray | None = None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    views: list[tuple[np.ndarray, list[np.ndarray | None]]] = field(default_factory=list)
 
     def pictures(self, k: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Frame ``k``'s gallery pictures, copied out of the batch arrays so an entry keeps
@@ -170,13 +174,16 @@ class Decoded:
     mask_problems: list[str]
 
 
-def decode_batch(drive: Drive, prep: Any, chunk: Sequence[tuple[int, int]]) -> Decoded:
+def decode_batch(drive: Drive, prep: Any, chunk: Sequence[tuple[int, int]],
+                 others: Sequence[Any] = ()) -> Decoded:
     """Stage 1: decode the (position, row) frames of ``chunk`` and preprocess them with
-    ``prep``. A frame whose image is missing or corrupt is skipped (listed in ``skips``); a
-    bad mask only loses that mask (listed in ``mask_problems``)."""
+    ``prep`` (and, into ``batch.views``, with each of the contracts ``others``: every frame is
+    decoded once). A frame whose image is missing or corrupt is skipped (listed in
+    ``skips``); a bad mask only loses that mask (listed in ``mask_problems``)."""
     batch = Batch()
     skips: list[tuple[int, str]] = []
     problems: list[str] = []
+    other_masks: list[list[np.ndarray | None]] = [[] for _ in others]
     for position, row in chunk:
         tick = time.perf_counter()
         try:
@@ -184,13 +191,15 @@ def decode_batch(drive: Drive, prep: Any, chunk: Sequence[tuple[int, int]]) -> D
         except FrameError as exc:
             skips.append((row, str(exc)))
             continue
-        mask = None
+        mask = raw = None
         if drive.with_masks:
             try:
                 raw = drive.rec.mask(row, drive.camera)
                 mask = None if raw is None else preprocess_mask(raw, prep)
             except FrameError as exc:
                 problems.append(str(exc))
+        for masks, other in zip(other_masks, others, strict=True):
+            masks.append(None if raw is None else preprocess_mask(raw, other))
         batch.positions.append(position)
         batch.rows.append(row)
         batch.frames_rgb.append(rgb)
@@ -198,13 +207,15 @@ def decode_batch(drive: Drive, prep: Any, chunk: Sequence[tuple[int, int]]) -> D
         batch.decode_ms.append((time.perf_counter() - tick) * 1000)
     if batch.rows:
         batch.inputs = preprocess_batch(batch.frames_rgb, prep)
+        batch.views = [(preprocess_batch(batch.frames_rgb, other), masks)
+                       for other, masks in zip(others, other_masks, strict=True)]
     return Decoded(batch, skips, problems)
 
 
 def analyse_batch(analyzer: FrameAnalyzer, drive: Drive, batch: Batch) -> Batch:
     """Stage 2: run the model and attention on ``batch``; sets its ``table`` (``frame``,
     ``row``, ``t``, ``target``, the ``FrameAnalyzer`` columns, ``decode_ms``, ``model_ms``),
-    ``heat`` and ``grids``. Batches must arrive in drive order."""
+    ``heat``, ``grids`` and ``maps``. Batches must arrive in drive order."""
     analysis = analyzer.analyse(batch.inputs, drive.steering[batch.rows], batch.masks)
     n = len(batch.rows)
     batch.table = pd.DataFrame({
@@ -214,6 +225,7 @@ def analyse_batch(analyzer: FrameAnalyzer, drive: Drive, batch: Batch) -> Batch:
         "decode_ms": np.asarray(batch.decode_ms), "model_ms": np.full(n, analysis.model_ms)})
     batch.heat = analysis.heat
     batch.grids = analysis.grids
+    batch.maps = analysis.maps
     return batch
 
 
@@ -251,9 +263,13 @@ class OutputStage:
     def write(self, batch: Batch) -> None:
         batch.table["encode_ms"] = self._encode_ms if self.video else 0.0
         self._encode_ms = []
-        self.writer.add_rows(batch.table, batch.positions, batch.pictures)
+        self.writer.add_rows(batch.table, batch.positions, self.pictures(batch))
         if not self.video:
             self.progress.update(len(batch.table))
+
+    def pictures(self, batch: Batch) -> Any:
+        """What a gallery entry of ``batch``'s frame k keeps: ``pictures(k)``."""
+        return batch.pictures
 
     def __call__(self, item: np.ndarray | Batch) -> None:
         if isinstance(item, Batch):
@@ -309,7 +325,7 @@ def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out
             emit(batch)  # after its frames: the output stage fills in encode_ms
 
         started = time.perf_counter()
-        progress = _progress_bar(len(drive.rows), options.progress)
+        progress = progress_bar(len(drive.rows), options.progress)
         # The stages already keep the cores busy side by side; OpenCV's own worker pool would
         # only add hand-offs and spinning (800 frames: ~0.5 ms CPU per frame more).
         opencv_threads = cv2.getNumThreads()
@@ -325,12 +341,13 @@ def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out
             raise DriveVizError(f"{drive.rec.path}: every selected frame was unreadable "
                                 f"({sum(summary.skip_reasons.values())} skipped); nothing to "
                                 "replay")
-        return writer.publish(_head(drive, loaded.name, options), len(drive.rows), elapsed,
-                              {"video": _video(drive, summary, options) if options.video
+        return writer.publish(run_head(drive, loaded.name, options), len(drive.rows), elapsed,
+                              {"video": video_entry(drive, summary, options) if options.video
                                else None})
 
 
-def _head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[str, Any]:
+def run_head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[str, Any]:
+    """summary.json's head: what was run (recording, source, model, target, parameters)."""
     from drive_viz.attention.targets import parse_target
 
     parameters = asdict(options)
@@ -342,7 +359,8 @@ def _head(drive: Drive, model_path: str | Path, options: ReplayOptions) -> dict[
             "parameters": parameters}
 
 
-def _video(drive: Drive, summary: RunSummary, options: ReplayOptions) -> dict[str, Any]:
+def video_entry(drive: Drive, summary: RunSummary, options: ReplayOptions) -> dict[str, Any]:
+    """summary.json's ``video``: file, frame rate, size, codec, quality and frame count."""
     return {"file": "annotated.mp4", "fps": drive.fps, "width": options.video_size[0],
             "height": options.video_size[1], "codec": "h264", "pix_fmt": "yuv420p",
             "quality": options.video_quality, "qp": quality_qp(options.video_quality),
@@ -357,12 +375,14 @@ class _NoProgress:
         """Nothing to close."""
 
 
-def _progress_bar(total: int, enabled: bool) -> Any:
+def progress_bar(total: int, enabled: bool, desc: str = "replay") -> Any:
+    """A tqdm bar over ``total`` frames named ``desc``, or (not ``enabled``) one that shows
+    nothing."""
     if not enabled:
         return _NoProgress()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="frame", desc="replay", smoothing=0.1)
+    return tqdm(total=total, unit="frame", desc=desc, smoothing=0.1)
 
 
 def run(args: argparse.Namespace) -> int:

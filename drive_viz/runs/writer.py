@@ -106,16 +106,26 @@ class RunWriter:
     choice); ``video_size`` (width, height) and ``video_qp`` its frame size and x264
     quantizer; ``embed_video``: put the video inside report.html. Refuses a non-empty ``out``
     unless ``overwrite`` (then only the run's own files are replaced).
+
+    Hooks for runs of another kind (compare): ``summary`` may be any object with
+    ``RunSummary``'s ``add``, ``build`` and ``worst``; ``thumbnails(entry)`` turns a gallery
+    entry's ``pictures`` into the report's data URIs (default: the main method's heat over the
+    camera frame and each method's heat on the input view); ``report`` writes report.html,
+    with ``write_report``'s parameters (default: ``write_report``).
     """
 
     def __init__(self, out: str | Path, summary: RunSummary, prep: Any, *,
                  overwrite: bool = False, video_fps: float | None = None,
                  encoder_threads: int = ENCODER_THREADS,
                  video_size: tuple[int, int] = FRAME_SIZE, video_qp: int = DEFAULT_QP,
-                 embed_video: bool = False) -> None:
+                 embed_video: bool = False,
+                 thumbnails: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 report: Callable[..., None] | None = None) -> None:
         out = Path(out)
         self.summary = summary
         self.prep = prep
+        self._thumbnails = thumbnails or self._with_thumbnails
+        self._report = report
         self._created = not out.exists()
         self._embed_video = embed_video
         self.folder = RunFolder(out, OUTPUT_FILES, overwrite)
@@ -163,6 +173,7 @@ class RunWriter:
         the summary."""
         from drive_viz.report.html import write_report
 
+        report = self._report or write_report
         if self._video is not None:
             self._video.close()
         self._tables.finish()
@@ -170,11 +181,11 @@ class RunWriter:
         summary = json_ready(merge_summary(common, extra or {}))
         self.folder.partial("summary.json").write_text(
             json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
-        galleries = {name: [self._with_thumbnails(entry) for entry in entries]
+        galleries = {name: [self._thumbnails(entry) for entry in entries]
                      for name, entries in self.summary.worst().items()}
         galleries.setdefault("off_road", [])
         # The report reads the common frame counts (live's own ``frames`` is its step count).
-        write_report(self.folder.partial("report.html"), {**summary, "frames": common["frames"]},
+        report(self.folder.partial("report.html"), {**summary, "frames": common["frames"]},
                      pd.read_parquet(self.folder.partial("frames.parquet")), galleries,
                      embed_video=self.folder.partial("annotated.mp4")
                      if self._video is not None and self._embed_video else None)
