@@ -180,3 +180,40 @@ def test_refusals_are_one_line_exit_2_and_leave_no_folder(drive, tmp_path, case)
                 "broken": str(broken)}[case]
     assert expected in lines[0]
     assert not out.exists()
+
+
+def test_compare_layout_places_each_models_heat_through_its_own_crop() -> None:
+    from drive_viz.model.contract import DAVE2_CONTRACT
+    from drive_viz.render.overlay import OverlayRenderer, Timeline
+
+    frame = np.full((160, 320, 3), 90, np.uint8)
+    renderer = OverlayRenderer("saliency", ("saliency",), timeline=Timeline(np.zeros(3), 2),
+                               panels=[("dave", DAVE2_CONTRACT), ("wide", OTHER)])
+    blank = renderer.draw_compare(frame, [np.zeros((66, 200)), np.zeros((64, 128))],
+                                  [0.0, 0.0], 0.0, 0, 0.0, position=0)
+    hot = renderer.draw_compare(frame, [np.ones((66, 200)), np.ones((64, 128))],
+                                [0.1, -0.2], 0.0, 1, 0.05, position=1)
+    changed = np.any(hot != blank, axis=2)
+    for box, contract in zip(renderer.panel_boxes, (DAVE2_CONTRACT, OTHER), strict=True):
+        # The frame fills the panel's width below its 34-pixel header, centred vertically.
+        scale = box.w / 320
+        oy = box.y + 34 + (box.h - 34 - round(160 * scale)) // 2
+        top, bottom, left, right = contract.crop_box(160, 320)
+        inside = changed[oy + round(top * scale) + 2:oy + round(bottom * scale) - 2,
+                         box.x + round(left * scale) + 2:box.x + round(right * scale) - 2]
+        assert inside.all()
+        above = changed[oy + 2:oy + round(top * scale) - 2, box.x + 2:box.x + box.w - 2]
+        assert not above.any()
+        rows = slice(oy + round(top * scale) + 2, oy + round(bottom * scale) - 2)
+        beside = np.concatenate([changed[rows, box.x:box.x + round(left * scale) - 2],
+                                 changed[rows, box.x + round(right * scale) + 2:box.x + box.w]],
+                                axis=1)
+        assert beside.size == 0 if left == 0 else beside.size > 0
+        assert not beside.any()
+    # Each model's predicted curve (anti-aliased) in its own colour on the one strip.
+    strip = hot[renderer.strip.y:renderer.strip.y + renderer.strip.h,
+                renderer.strip.x:renderer.strip.x + renderer.strip.w].astype(int)
+    from drive_viz.render.overlay import MODEL_COLORS
+
+    for color in MODEL_COLORS[:2]:
+        assert (np.abs(strip - color).max(axis=2) < 60).any()
