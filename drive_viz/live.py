@@ -45,6 +45,7 @@ import pandas as pd
 
 from drive_viz.analysis import DEFAULT_METHODS, FrameAnalyzer, check_methods
 from drive_viz.errors import DriveVizError, OptionError
+from drive_viz.interrupt import stop_requests
 from drive_viz.model.contract import InputContract
 from drive_viz.model.plausibility import print_warnings
 from drive_viz.model.preprocess import preprocess_frame, preprocess_mask
@@ -319,25 +320,6 @@ def live(model_path: str | Path, options: LiveOptions = LiveOptions()) -> dict[s
 
 
 
-@contextlib.contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) back until the block ends (main thread on POSIX; elsewhere a
-    no-op): the KeyboardInterrupt then arrives between two steps, never between a step's
-    video frame, its table row and the frame count."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() \
-            or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 def _draws(options: LiveOptions, writer: RunWriter | None) -> bool:
     """Whether each step draws the overlay: for a window, a video or the live page."""
     return options.display or writer is not None or options.serve is not None
@@ -371,6 +353,9 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
     recent: deque[float] = deque(maxlen=RECENT_FRAMES)
     draws = _draws(options, writer)
     with contextlib.ExitStack() as stack:
+        # The first Ctrl-C ends the loop after the current step, so its video frame, table
+        # row and count stay together; a second one interrupts at once.
+        ctrl_c = stack.enter_context(stop_requests())
         recorder = window = publisher = None
         if writer is not None:
             meta = RecordingMeta(
@@ -411,54 +396,54 @@ def _run(source: _SyntheticSource | _CarlaSource, analyzer: FrameAnalyzer,
                 preprocess_ms = (prepared - observed) * 1000
                 latency = preprocess_ms + analysis.model_ms + render_ms
                 recent.append(latency)
-                # Ctrl-C waits for this step's video frame, row and count: they stay in step.
-                with _interrupts_held():
-                    applied, left_lane = source.act(pred)
-                    loop.interventions += left_lane
-                    encode_ms = 0.0
-                    if picture is not None:
-                        status = (f"{options.drive} drives   latency {latency:5.1f} ms "
-                                  f"(p50 {np.median(recent):5.1f})   interventions "
-                                  f"{loop.interventions}")
-                        live_text(picture, renderer, status)
-                        if writer is not None:
-                            encode_ms = writer.write_picture(picture)
-                        if window is not None \
-                                and not window.show(picture, f"{WINDOW_NAME}: {status}"):
-                            loop.stopped = True
-                    if recorder is not None:
-                        recorder.append(steer=applied, throttle=seen.throttle, brake=seen.brake,
-                                        speed=seen.speed, t=seen.t, images={camera: seen.rgb},
-                                        masks=None if seen.mask is None else {camera: seen.mask})
-                    values = {
-                        "frame": index, "row": index, "t": seen.t,
-                        "target": str(analyzer.engine.target),
-                        **{name: values[0] for name, values in analysis.columns.items()},
-                        "decode_ms": (observed - tick) * 1000, "model_ms": analysis.model_ms,
-                        "render_ms": render_ms, "encode_ms": encode_ms,
-                        "steer_applied": applied, "intervention": int(left_lane),
-                        "interventions": loop.interventions, "lateral_offset": seen.lateral_offset,
-                        "speed": seen.speed, "preprocess_ms": preprocess_ms, "latency_ms": latency,
-                    }
-                    row = pd.DataFrame([values])
+                applied, left_lane = source.act(pred)
+                loop.interventions += left_lane
+                encode_ms = 0.0
+                if picture is not None:
+                    status = (f"{options.drive} drives   latency {latency:5.1f} ms "
+                              f"(p50 {np.median(recent):5.1f})   interventions "
+                              f"{loop.interventions}")
+                    live_text(picture, renderer, status)
                     if writer is not None:
-                        writer.add_rows(row, [index], lambda _, seen=seen, inputs=inputs,
-                                        heat=analysis.heat: (seen.rgb, inputs[0],
-                                                             {m: h[0] for m, h in heat.items()}))
-                    else:
-                        summary.add(row, [index])
-                    if publisher is not None:
-                        publisher.publish(picture, values)
-                    loop.frames += 1
-                    if math.isfinite(seen.lateral_offset):
-                        loop.offset_squares += seen.lateral_offset ** 2
-                    for column, values_ms in loop.latency_ms.items():
-                        values_ms.append(float(values[column]))
-                if loop.stopped:
+                        encode_ms = writer.write_picture(picture)
+                    if window is not None \
+                            and not window.show(picture, f"{WINDOW_NAME}: {status}"):
+                        loop.stopped = True
+                if recorder is not None:
+                    recorder.append(steer=applied, throttle=seen.throttle, brake=seen.brake,
+                                    speed=seen.speed, t=seen.t, images={camera: seen.rgb},
+                                    masks=None if seen.mask is None else {camera: seen.mask})
+                values = {
+                    "frame": index, "row": index, "t": seen.t,
+                    "target": str(analyzer.engine.target),
+                    **{name: values[0] for name, values in analysis.columns.items()},
+                    "decode_ms": (observed - tick) * 1000, "model_ms": analysis.model_ms,
+                    "render_ms": render_ms, "encode_ms": encode_ms,
+                    "steer_applied": applied, "intervention": int(left_lane),
+                    "interventions": loop.interventions, "lateral_offset": seen.lateral_offset,
+                    "speed": seen.speed, "preprocess_ms": preprocess_ms, "latency_ms": latency,
+                }
+                row = pd.DataFrame([values])
+                if writer is not None:
+                    writer.add_rows(row, [index], lambda _, seen=seen, inputs=inputs,
+                                    heat=analysis.heat: (seen.rgb, inputs[0],
+                                                         {m: h[0] for m, h in heat.items()}))
+                else:
+                    summary.add(row, [index])
+                if publisher is not None:
+                    publisher.publish(picture, values)
+                loop.frames += 1
+                if math.isfinite(seen.lateral_offset):
+                    loop.offset_squares += seen.lateral_offset ** 2
+                for column, values_ms in loop.latency_ms.items():
+                    values_ms.append(float(values[column]))
+                if loop.stopped or ctrl_c.requested:
                     break
                 if window is not None or publisher is not None:  # real time, not faster
                     time.sleep(max(0.0, 1.0 / options.fps - (time.perf_counter() - tick)))
         except KeyboardInterrupt:
+            ctrl_c.requested = True
+        if ctrl_c.requested:
             loop.stopped = True
             print(f"drive-viz: live stopped after {loop.frames} frames", file=sys.stderr)
     return loop

@@ -12,9 +12,7 @@ import dataclasses
 import json
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -446,38 +444,27 @@ def train(config: TrainConfig, verbose: int = 1, ram_budget: int | None = None,
 
 @contextmanager
 def _sigint_stops_training() -> Iterator[Any]:
-    """A Keras callback that ends ``fit`` at the next batch once Ctrl-C (SIGINT) arrives.
-
-    A KeyboardInterrupt raised at an arbitrary point inside ``fit`` can surface from
-    TensorFlow's internals as an unrelated error with a traceback; instead, the first SIGINT
-    only sets ``requested`` (the caller then raises KeyboardInterrupt itself, before anything
-    is written) and restores the previous handler, so a second Ctrl-C interrupts at once.
-    Off the main thread (where handlers cannot be set) SIGINT keeps its usual behaviour.
-    """
+    """A Keras callback that ends ``fit`` at the next batch once Ctrl-C (SIGINT) arrives
+    (``drive_viz.interrupt.stop_requests``: a KeyboardInterrupt raised at an arbitrary point
+    inside ``fit`` can surface from TensorFlow's internals as an unrelated error with a
+    traceback). Its ``requested`` tells the caller, which then raises KeyboardInterrupt itself,
+    before anything is written; a second Ctrl-C interrupts at once."""
     import keras
 
-    class StopOnInterrupt(keras.callbacks.Callback):
-        requested = False
+    from drive_viz.interrupt import stop_requests
 
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if self.requested:
-                self.model.stop_training = True
+    with stop_requests() as request:
 
-    callback = StopOnInterrupt()
-    if threading.current_thread() is not threading.main_thread():
-        yield callback
-        return
-    previous = signal.getsignal(signal.SIGINT)
+        class StopOnInterrupt(keras.callbacks.Callback):
+            @property
+            def requested(self) -> bool:
+                return request.requested
 
-    def request_stop(signum: int, frame: Any) -> None:
-        callback.requested = True
-        signal.signal(signal.SIGINT, previous)
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                if request.requested:
+                    self.model.stop_training = True
 
-    signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield callback
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        yield StopOnInterrupt()
 
 
 def curves_path(model_path: str | Path) -> Path:
