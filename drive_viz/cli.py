@@ -125,6 +125,25 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
                              "(about 1.9 MB per minute of 1280x720 at the default quality)")
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """What replay and compare share: the overlay, the rows, the camera, the video, the batch,
+    --overwrite and --quiet."""
+    _add_overlay_options(parser)
+    parser.add_argument("--start", type=int, default=0, help="first table row (default 0)")
+    parser.add_argument("--end", type=int, default=None,
+                        help="stop before this table row (default: the end)")
+    parser.add_argument("--stride", type=int, default=1, help="use every N-th row (default 1)")
+    parser.add_argument("--camera", default=None, help="camera name (default: the first)")
+    parser.add_argument("--no-video", action="store_true",
+                        help="skip rendering and the video; write the tables and report only")
+    _add_video_options(parser)
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="frames per model call (default 32)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an existing run folder")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_carla_options(parser: argparse.ArgumentParser) -> None:
     """--host, --port, --town and --timeout: the CARLA connection record and live share."""
     parser.add_argument("--host", default="localhost",
@@ -291,20 +310,7 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("recording", help="recording folder")
     parser.add_argument("--model", required=True, help="steering model (.keras)")
     parser.add_argument("--out", required=True, help="run folder to write")
-    _add_overlay_options(parser)
-    parser.add_argument("--start", type=int, default=0, help="first table row (default 0)")
-    parser.add_argument("--end", type=int, default=None,
-                        help="stop before this table row (default: the end)")
-    parser.add_argument("--stride", type=int, default=1, help="replay every N-th row (default 1)")
-    parser.add_argument("--camera", default=None, help="camera name (default: the first)")
-    parser.add_argument("--no-video", action="store_true",
-                        help="skip rendering and the video; write the tables and report only")
-    _add_video_options(parser)
-    parser.add_argument("--batch-size", type=int, default=32,
-                        help="frames per model call (default 32)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the outputs of an existing run folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_options(parser)
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.runs.replay:run"))
 
@@ -358,20 +364,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--labels", default=None, metavar="NAME,NAME,...",
                         help="one label per model, in --model order (default: the file stems)")
     parser.add_argument("--out", required=True, help="run folder to write")
-    _add_overlay_options(parser)
-    parser.add_argument("--start", type=int, default=0, help="first table row (default 0)")
-    parser.add_argument("--end", type=int, default=None,
-                        help="stop before this table row (default: the end)")
-    parser.add_argument("--stride", type=int, default=1, help="use every N-th row (default 1)")
-    parser.add_argument("--camera", default=None, help="camera name (default: the first)")
-    parser.add_argument("--no-video", action="store_true",
-                        help="skip rendering and the video; write the tables and report only")
-    _add_video_options(parser)
-    parser.add_argument("--batch-size", type=int, default=32,
-                        help="frames per model call (default 32)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace the outputs of an existing run folder")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_options(parser)
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.runs.compare:run"))
 
