@@ -207,13 +207,7 @@ class OverlayRenderer:
         if self.timeline is not None:
             self._label(canvas, f"edges: +/-{self.timeline.span:g}", self.strip.x
                         + self._px(300), self.strip.y - gap, DIM_TEXT)
-        mid = self.strip.y + self.strip.h // 2
-        cv2.line(canvas, (self.strip.x, mid), (self.strip.x + self.strip.w - 1, mid),
-                 (70, 70, 80), 1)
-        if self.timeline is not None and len(self.timeline):
-            points = self._strip_points(np.arange(len(self.timeline)), self.timeline.recorded)
-            for run in _finite_runs(points):
-                cv2.polylines(canvas, [run], False, RECORDED_COLOR, 1, cv2.LINE_AA)
+        self._draw_strip_axis(canvas)
         return canvas
 
     def _draw_compare_background(self, title: str) -> np.ndarray:
@@ -232,6 +226,12 @@ class OverlayRenderer:
         if title:
             self._label(canvas, title[:48], self.strip.x + self.strip.w - self._px(420),
                         self.strip.y - gap, DIM_TEXT)
+        self._draw_strip_axis(canvas)
+        return canvas
+
+    def _draw_strip_axis(self, canvas: np.ndarray) -> None:
+        """The timeline strip's zero line and the whole recorded steering (drawn once, in the
+        background every frame starts from)."""
         mid = self.strip.y + self.strip.h // 2
         cv2.line(canvas, (self.strip.x, mid), (self.strip.x + self.strip.w - 1, mid),
                  (70, 70, 80), 1)
@@ -239,7 +239,6 @@ class OverlayRenderer:
             points = self._strip_points(np.arange(len(self.timeline)), self.timeline.recorded)
             for run in _finite_runs(points):
                 cv2.polylines(canvas, [run], False, RECORDED_COLOR, 1, cv2.LINE_AA)
-        return canvas
 
     def _needle_point(self, steer: float, length: float) -> tuple[int, int]:
         """Tip of a gauge needle: steer -1 points left, 0 up, +1 right."""

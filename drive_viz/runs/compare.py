@@ -45,15 +45,14 @@ from drive_viz.errors import DriveVizError, OptionError
 from drive_viz.render.overlay import OverlayRenderer, Timeline, heat_on_frame
 from drive_viz.render.video import quality_qp
 from drive_viz.runs.pairs import mae_difference_interval
-from drive_viz.runs.pipeline import ordered_map, run_stages
+from drive_viz.runs.pipeline import run_stages
 from drive_viz.runs.replay import (
-    DECODE_WORKERS,
     Batch,
     Drive,
     OutputStage,
     ReplayOptions,
     analyse_batch,
-    decode_batch,
+    decode_stage,
     progress_bar,
     run_head,
     select_rows,
@@ -423,20 +422,8 @@ def compare(recording_path: str | Path, model_paths: Sequence[str | Path], out: 
             timeline=Timeline(drive.steering[drive.rows], series=len(contenders)),
             title=f"{drive.rec.path.name} / {drive.camera}", size=options.video_size,
             panels=[(c.label, c.contract) for c in contenders])
-        positions = list(enumerate(drive.rows))
-        chunks = [positions[k:k + options.batch_size]
-                  for k in range(0, len(positions), options.batch_size)]
-        decode_one = functools.partial(decode_batch, drive, contenders[0].contract,
-                                       others=[c.contract for c in contenders[1:]])
-
-        def decode(emit: Any) -> None:
-            for decoded in ordered_map(decode_one, chunks, DECODE_WORKERS):
-                for row, error in decoded.skips:
-                    summary.skip(row, int(drive.frame_numbers[row]), error)
-                for problem in decoded.mask_problems:
-                    summary.mask_problem(problem)
-                if decoded.batch.rows:
-                    emit(decoded.batch)
+        decode = decode_stage(drive, summary, contenders[0].contract, options.batch_size,
+                              others=[c.contract for c in contenders[1:]])
 
         def render(batch: Batch, emit: Any) -> None:
             for picture in render_compare(renderer, labels, batch, options.video):

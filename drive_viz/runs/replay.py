@@ -22,7 +22,7 @@ import argparse
 import functools
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,27 @@ def decode_batch(drive: Drive, prep: Any, chunk: Sequence[tuple[int, int]],
     return Decoded(batch, skips, problems)
 
 
+def decode_stage(drive: Drive, summary: Any, prep: Any, batch_size: int,
+                 others: Sequence[Any] = ()) -> Callable[[Callable[[Batch], None]], None]:
+    """Stage 1 as the pipeline runs it: ``decode_batch`` over the drive's rows in batches of
+    ``batch_size``, ``DECODE_WORKERS`` batches at a time, handing each batch with a frame on
+    to ``emit`` in drive order; skipped frames and mask problems go to ``summary``."""
+    positions = list(enumerate(drive.rows))
+    chunks = [positions[k:k + batch_size] for k in range(0, len(positions), batch_size)]
+    decode_one = functools.partial(decode_batch, drive, prep, others=others)
+
+    def decode(emit: Callable[[Batch], None]) -> None:
+        for decoded in ordered_map(decode_one, chunks, DECODE_WORKERS):
+            for row, error in decoded.skips:
+                summary.skip(row, int(drive.frame_numbers[row]), error)
+            for problem in decoded.mask_problems:
+                summary.mask_problem(problem)
+            if decoded.batch.rows:
+                emit(decoded.batch)
+
+    return decode
+
+
 def analyse_batch(analyzer: FrameAnalyzer, drive: Drive, batch: Batch) -> Batch:
     """Stage 2: run the model and attention on ``batch``; sets its ``table`` (``frame``,
     ``row``, ``t``, ``target``, the ``FrameAnalyzer`` columns, ``decode_ms``, ``model_ms``),
@@ -305,19 +326,7 @@ def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out
                                    timeline=Timeline(drive.steering[drive.rows]),
                                    title=f"{drive.rec.path.name} / {drive.camera}",
                                    size=options.video_size)
-        pairs = list(enumerate(drive.rows))
-        chunks = [pairs[k:k + options.batch_size]
-                  for k in range(0, len(pairs), options.batch_size)]
-
-        def decode(emit: Any) -> None:
-            for decoded in ordered_map(functools.partial(decode_batch, drive, prep), chunks,
-                                       DECODE_WORKERS):
-                for row, error in decoded.skips:
-                    summary.skip(row, int(drive.frame_numbers[row]), error)
-                for problem in decoded.mask_problems:
-                    summary.mask_problem(problem)
-                if decoded.batch.rows:
-                    emit(decoded.batch)
+        decode = decode_stage(drive, summary, prep, options.batch_size)
 
         def render(batch: Batch, emit: Any) -> None:
             for picture in render_batch(renderer, batch, options.video):
