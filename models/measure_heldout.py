@@ -11,7 +11,9 @@ error, the road's curvature ahead, speed) without its weave: the part of the lab
 determines. ``label - oracle`` is the weave, which no single frame shows (the recovery kicks
 are not in the labels: they move the car, and the oracle sees where it went). Also the best
 linear fit of the label from the state and the oracle (fitted on the same drive). Prints a table and
-writes models/dave2_synth.heldout.json.
+writes models/dave2_synth.heldout.json. The
+last row, ``all``, pools every frame of the drives given (the shipped model's targets are
+stated on it).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from drive_viz.model.preprocess import preprocess_batch
 from drive_viz.recording.reader import open_recording
 
 
-def measure(model_path: str, recording_path: str) -> dict[str, float]:
-    """Model and oracle numbers on one recording (see the module doc)."""
+def drive_series(model_path: str, recording_path: str) -> dict[str, np.ndarray]:
+    """One recording's per-frame series (N,) float64: the model's ``prediction``, the expert's
+    ``label``, the no-weave ``oracle`` and ``fitted``, the label's best linear fit from the state
+    and the oracle (fitted on this very drive, so optimistic)."""
     model = load_steering_model(model_path)
     prep = model_contract(model_path)
     predict = steering_predictor(model)
@@ -52,22 +56,23 @@ def measure(model_path: str, recording_path: str) -> dict[str, float]:
         now = world.state
         state[row] = (1.0, now.lateral_offset, now.heading_error,
                       np.interp(now.s, world.track.s, world.track.kappa))
-    # The best linear use of the state (fitted on this very drive, so optimistic): the no-weave
-    # oracle plus lateral offset, heading error and curvature.
     features = np.column_stack([state, oracle])
     fitted = features @ np.linalg.lstsq(features, label, rcond=None)[0]
-    mean = float(read_card(model_path)["train_mean_steer"])
+    return {"prediction": prediction, "label": label, "oracle": oracle, "fitted": fitted}
+
+
+def measure(series: dict[str, np.ndarray], train_mean: float) -> dict[str, float]:
+    """Model and oracle numbers (see the module doc) from ``drive_series`` output (one drive,
+    or several concatenated)."""
+    prediction, label, oracle, fitted = (series[k] for k in
+                                         ("prediction", "label", "oracle", "fitted"))
     error, weave = prediction - label, label - oracle
-    # How much of the model's squared error the weave accounts for: the share of the error's
-    # variance that a least-squares multiple of the weave explains.
-    explained = float(np.corrcoef(error, weave)[0, 1] ** 2)
     return {
-        "recording": str(recording_path), "frames": len(recording),
-        "seed": recording.meta.extra.get("seed"),
+        "frames": len(label),
         "mean_error": float(error.mean()), "mae": float(np.abs(error).mean()),
         "rmse": float(np.sqrt(np.mean(error ** 2))),
         "correlation": float(np.corrcoef(prediction, label)[0, 1]),
-        "baseline_mae": float(np.abs(label - mean).mean()),
+        "baseline_mae": float(np.abs(label - train_mean).mean()),
         "oracle_mae": float(np.abs(weave).mean()),
         "oracle_rmse": float(np.sqrt(np.mean(weave ** 2))),
         "oracle_correlation": float(np.corrcoef(oracle, label)[0, 1]),
@@ -75,13 +80,20 @@ def measure(model_path: str, recording_path: str) -> dict[str, float]:
         "fitted_state_mae": float(np.abs(label - fitted).mean()),
         "fitted_state_correlation": float(np.corrcoef(fitted, label)[0, 1]),
         "model_vs_oracle_mae": float(np.abs(prediction - oracle).mean()),
-        "error_variance_explained_by_weave": explained,
+        # How much of the model's squared error the weave accounts for: the share of the
+        # error's variance that a least-squares multiple of the weave explains.
+        "error_variance_explained_by_weave": float(np.corrcoef(error, weave)[0, 1] ** 2),
     }
 
 
 def main(argv: list[str]) -> int:
     model_path, *recordings = argv
-    rows = [measure(model_path, path) for path in recordings]
+    train_mean = float(read_card(model_path)["train_mean_steer"])
+    series = [drive_series(model_path, path) for path in recordings]
+    rows = [{"recording": str(path), "seed": open_recording(path).meta.extra.get("seed"),
+             **measure(one, train_mean)} for path, one in zip(recordings, series, strict=True)]
+    pooled = {key: np.concatenate([one[key] for one in series]) for key in series[0]}
+    rows.append({"recording": "all", "seed": "all", **measure(pooled, train_mean)})
     keys = ("seed", "mean_error", "mae", "correlation", "baseline_mae", "oracle_mae",
             "oracle_correlation", "fitted_state_correlation", "model_vs_oracle_mae",
             "model_vs_oracle_correlation",
@@ -91,7 +103,8 @@ def main(argv: list[str]) -> int:
         print(" | ".join(f"{row[k]:+.4f}" if isinstance(row[k], float) else str(row[k])
                          for k in keys))
     out = Path(model_path).with_suffix(".heldout.json")
-    write_json_atomic(out, {"model": str(model_path), "recordings": rows})
+    write_json_atomic(out, {"model": str(model_path), "recordings": rows[:-1],
+                            "pooled": rows[-1]})
     print(f"wrote {out}")
     return 0
 

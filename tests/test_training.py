@@ -262,8 +262,9 @@ def test_card_holds_every_field_with_sensible_values(trained, recordings) -> Non
     _, card = trained
     for key in ("recordings", "hyperparameters", "contract", "activation", "head",
                 "epochs_run", "final", "best", "seed", "versions", "command", "heldout",
-                "geometry", "augmentation", "history"):
+                "geometry", "augmentation", "history", "output_bias_refit"):
         assert key in card
+    assert math.isfinite(card["output_bias_refit"])
     assert card["recordings"][0]["frames"] == 300
     used = card["recordings"][0]["train_frames"] + card["recordings"][0]["val_frames"]
     assert 0.6 * 300 < used < 300
@@ -407,3 +408,38 @@ def test_training_progress_is_one_line_per_epoch_unless_on_a_terminal(tmp_path) 
         assert keras_verbosity(True, log) == 2
     assert keras_verbosity(True, Terminal()) == 1
     assert keras_verbosity(False, Terminal()) == 2
+
+
+@pytest.mark.parametrize(("flip", "weighted"), [(0.0, False), (0.5, False), (0.5, True)])
+def test_refit_output_bias_is_the_training_loss_minimum(recordings, flip, weighted) -> None:
+    """For the MSE over the training distribution (frames, and with probability ``flip`` their
+    mirrors with negated labels, sample-weighted), the loss as a function of the output bias is
+    a parabola; the refitted bias must sit at its vertex, found here from three evaluations."""
+    from drive_viz.model.dave2 import build_dave2
+    from drive_viz.model.train import refit_output_bias
+
+    store, samples, _ = _store_and_samples(recordings["train"])
+    if weighted:
+        samples.weight = np.linspace(0.2, 1.8, len(samples)).astype(np.float32)
+    model = build_dave2(seed=3)
+    x = store.get(samples.frame).astype(np.float32)
+    y, w = samples.steer.astype(np.float64), samples.weight.astype(np.float64)
+
+    def loss() -> float:
+        plain = (model.predict(x, verbose=0)[:, 0] - y) ** 2
+        mirrored = (model.predict(x[:, :, ::-1], verbose=0)[:, 0] + y) ** 2
+        return float(np.sum(w * ((1 - flip) * plain + flip * mirrored)) / np.sum(w))
+
+    layer = model.get_layer("steer")
+    kernel, bias = layer.get_weights()
+    values = []
+    for shift in (-0.1, 0.0, 0.1):
+        layer.set_weights([kernel, bias + np.float32(shift)])
+        values.append(loss())
+    vertex = 0.1 * (values[0] - values[2]) / (2 * (values[0] - 2 * values[1] + values[2]))
+    layer.set_weights([kernel, bias])
+    change = refit_output_bias(model, store, samples, flip)
+    assert change == pytest.approx(vertex, abs=1e-4)
+    assert layer.get_weights()[1][0] == pytest.approx(bias[0] + change, abs=1e-6)
+    assert loss() <= min(values) + 1e-9
+    store.close()
