@@ -48,6 +48,13 @@ def _kill(process: subprocess.Popen, delay: float, sig: signal.Signals,
     return process.returncode, err
 
 
+def _started(recording: Path, since: float) -> Callable[[], bool]:
+    """Ready once this run (not an earlier one) has begun the recording: a signal that lands
+    during Python's start-up tests the interpreter, not drive-viz."""
+    meta = recording / "meta.json"
+    return lambda: meta.exists() and meta.stat().st_mtime >= since
+
+
 def _check_recording(path: Path) -> int:
     """A killed writer leaves either nothing, or a recording whose every row is readable."""
     if not (path / "meta.json").exists():
@@ -70,8 +77,9 @@ def _assert_interrupted(code: int, err: str, sig: signal.Signals) -> None:
 def test_killed_synth_keeps_finished_frames_and_reruns_with_overwrite(tmp_path) -> None:
     out = tmp_path / "synth"
     for delay, sig in KILLS:
+        launched = time.time()
         process = _start(["synth", str(out), "--frames", "5000", "--overwrite"])
-        code, err = _kill(process, delay, sig)
+        code, err = _kill(process, delay, sig, ready=_started(out, launched))
         _assert_interrupted(code, err, sig)
         _check_recording(out)
         if (out / "meta.json").exists():
@@ -95,7 +103,9 @@ def test_killed_import_keeps_finished_frames_and_reruns_with_overwrite(tmp_path)
     (src / "driving_log.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "imported"
     for delay, sig in KILLS:
-        code, err = _kill(_start(["import", str(src), str(out), "--overwrite"]), delay, sig)
+        launched = time.time()
+        code, err = _kill(_start(["import", str(src), str(out), "--overwrite"]), delay, sig,
+                          ready=_started(out, launched))
         _assert_interrupted(code, err, sig)
         _check_recording(out)
     assert len(list((src / "IMG").iterdir())) == FRAMES_TO_IMPORT  # the source is untouched
