@@ -93,6 +93,7 @@ def test_the_blob_over_the_read_patch_is_causal_and_the_decoy_is_not(run) -> Non
     assert table["blobs"].tolist() == [2] * FRAMES
     assert table["causal_blobs"].tolist() == [1] * FRAMES
     assert table["blobs"].dtype.kind == table["causal_blobs"].dtype.kind == "i"
+    assert (table["blobs_ms"] > 0).all()
     patch_mass, decoy_mass = 1.0, DECOY_WEIGHT
     np.testing.assert_allclose(table["causal_mass_share"], patch_mass / (patch_mass + decoy_mass),
                                rtol=1e-5)

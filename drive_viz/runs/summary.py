@@ -270,14 +270,16 @@ class RunSummary:
 
     def _causal_blobs(self) -> dict[str, Any]:
         """``causal_blobs`` (tables with the blob columns of ``replay --causal-blobs``):
-        the main method's mean causal mass share and blobs per frame; else nothing."""
+        the main method's mean causal mass share, blobs per frame and milliseconds per frame
+        of ``blob_batch``; else nothing."""
         acc = self.accumulator
         if "causal_mass_share" not in acc.column_sums:
             return {}
         return {"causal_blobs": {"method": self.main_method,
                                  "causal_mass_share": acc.mean("causal_mass_share"),
                                  "blobs_per_frame": acc.mean("blobs"),
-                                 "causal_blobs_per_frame": acc.mean("causal_blobs")}}
+                                 "causal_blobs_per_frame": acc.mean("causal_blobs"),
+                                 "blobs_ms": acc.mean("blobs_ms")}}
 
 
 def merge_summary(common: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
