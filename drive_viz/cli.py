@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from drive_viz import __version__
 from drive_viz.attention import DEFAULT_METHODS
 from drive_viz.attention.catalog import METHODS
+from drive_viz.attention.causal import BLOB_THRESHOLD
 from drive_viz.errors import DriveVizError, OptionError
 from drive_viz.model.contract import COLOURS, INTERPOLATIONS
 from drive_viz.model.dave2 import SHIPPED_MODEL
@@ -311,6 +312,16 @@ def _add_replay(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", required=True, help="steering model (.keras)")
     parser.add_argument("--out", required=True, help="run folder to write")
     _add_run_options(parser)
+    parser.add_argument("--causal-blobs", action="store_true",
+                        help="per frame, cluster the layout map into blobs, remove each (noisy "
+                             "linear imputation) and ask the model again: outline the causal "
+                             "blobs (cyan) and the rest (grey) on the video; adds the columns "
+                             "blobs, causal_blobs, causal_mass_share (one more model call and "
+                             "an imputation per blob)")
+    parser.add_argument("--blob-threshold", type=float, default=BLOB_THRESHOLD,
+                        metavar="STEER",
+                        help="|delta steer| above which a removed blob is causal "
+                             "(default: %(default)s)")
     parser.add_argument("--unsafe-model", action="store_true", help=UNSAFE_MODEL_HELP)
     parser.set_defaults(run=_lazy("drive_viz.runs.replay:run"))
 

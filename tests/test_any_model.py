@@ -274,7 +274,7 @@ def test_plausibility_checks_on_known_series() -> None:
 def shipped_on_a_drive(tmp_path_factory):
     """The shipped model's traced predictor, its contract, and a synthetic drive's frames and
     recorded steering."""
-    from drive_viz.attention.evaluate import steering_predictor
+    from drive_viz.attention.network import steering_predictor
     from drive_viz.model.dave2 import SHIPPED_MODEL, load_steering_model, model_contract
     from drive_viz.recording.reader import open_recording
     from drive_viz.sim.synth import write_synthetic_recording

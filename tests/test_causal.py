@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from drive_viz.attention import causal
-from drive_viz.attention.evaluate import steering_predictor
+from drive_viz.attention.network import steering_predictor
 
 H, W = 66, 200
 PATCH = (slice(20, 40), slice(120, 160))  # the only pixels the hand-built model reads

@@ -16,8 +16,8 @@ from drive_viz.attention.evaluate import (
     randomization_stages,
     sanity_check,
     spearman_rows,
-    steering_predictor,
 )
+from drive_viz.attention.network import steering_predictor
 from drive_viz.cli import main
 from drive_viz.model.dave2 import build_dave2
 from drive_viz.recording.format import MASK_CLASSES, CameraSpec, RecordingMeta

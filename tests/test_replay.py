@@ -85,6 +85,10 @@ def test_tables_have_one_row_per_replayed_frame(workspace) -> None:
         for stat in ("entropy", "centroid_x", "lr_balance", "road_share", "temporal_corr"):
             assert f"{method}_{stat}" in table.columns
     assert list(csv.columns) == list(table.columns)
+    # Without --causal-blobs: no blob columns, no causal_blobs summary (tests/test_replay_blobs.py)
+    assert not {"blobs", "causal_blobs", "causal_mass_share", "blobs_ms"} & set(table.columns)
+    summary = json.loads((workspace["run"] / "summary.json").read_text())
+    assert "causal_blobs" not in summary and summary["parameters"]["causal_blobs"] is False
     np.testing.assert_allclose(table["t"], table["frame"] / FPS, atol=1e-6)
     np.testing.assert_allclose(table["steer_true"], 0.5 * np.sin(table["frame"] / 4), atol=1e-6)
     np.testing.assert_allclose(table["abs_error"],

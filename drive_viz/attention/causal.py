@@ -31,7 +31,9 @@ Causal blobs (Kim & Canny 2017)
     ``threshold`` (default 0.005 of the [-1, 1] range, about 0.14 degrees at 28 degrees full
     lock). Reported per method: ``causal_mass_share``, the mean over frames of the share of
     the map's total ``|m|`` that lies in causal blobs; ``blob_mass_share``, the share in any
-    blob; blobs and causal blobs per frame.
+    blob; blobs and causal blobs per frame. ``frame_blobs`` does one frame: ``evaluate
+    --causal-blobs`` and ``replay --causal-blobs`` (on the layout method's map, drawn on the
+    video) both call it.
 
 ROAD (Rong et al. 2022)
     Remove the ``fractions`` (default 0.1, 0.3, 0.5, 0.7, 0.9) of pixels most relevant first
@@ -49,6 +51,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -61,6 +64,10 @@ _NEIGHBOURS = tuple((dr, dc, 1 / 12 if dr and dc else 1 / 6)
                     for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc)
 ROAD_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
 ROAD_NOISE = 0.01 * 255
+#: Causal blobs' defaults: share of the pixels clustered, smallest blob, |delta steer| cut.
+BLOB_AREA = 0.2
+BLOB_MIN_PIXELS = 8
+BLOB_THRESHOLD = 0.005
 
 
 def linear_imputation(image: np.ndarray, removed: np.ndarray, noise: float = 0.0,
@@ -173,10 +180,57 @@ def blobs(saliency: np.ndarray, area: float, min_pixels: int) -> list[np.ndarray
     return sorted(masks, key=lambda mask: -float(magnitude[mask].sum()))
 
 
+@dataclass(frozen=True)
+class FrameBlobs:
+    """One frame's causal blob filtering: ``masks`` the blobs, (H, W) bool each, largest mass
+    first; per blob ``shares`` of the map's total ``|m|``, ``change`` |delta steer| when it is
+    removed and ``causal`` (change > threshold), (k,) arrays."""
+
+    masks: list[np.ndarray]
+    shares: np.ndarray
+    change: np.ndarray
+    causal: np.ndarray
+
+    @property
+    def causal_mass_share(self) -> float:
+        """Share of the map's total ``|m|`` inside causal blobs (0 without any)."""
+        return float(self.shares[self.causal].sum())
+
+    @property
+    def blob_mass_share(self) -> float:
+        """Share of the map's total ``|m|`` inside any blob."""
+        return float(self.shares.sum())
+
+
+def frame_blobs(predict: Predict, image: np.ndarray, saliency: np.ndarray,
+                rng: np.random.Generator, *, reference: float | None = None,
+                area: float = BLOB_AREA, min_pixels: int = BLOB_MIN_PIXELS,
+                threshold: float = BLOB_THRESHOLD) -> FrameBlobs:
+    """Causal blob filtering (module doc) of one frame: ``image`` (H, W, 3) float32 network
+    input, ``saliency`` (H, W) its map; each blob is removed with noise drawn from ``rng``.
+    ``reference``: the frame's steering (None: predicted here, with the edited frames). A map
+    without blobs (or zero everywhere) costs no prediction."""
+    found = blobs(saliency, area, min_pixels)
+    magnitude = np.abs(saliency).astype(np.float64)
+    total = float(magnitude.sum())
+    if not found or total == 0:
+        return FrameBlobs([], np.zeros(0), np.zeros(0), np.zeros(0, bool))
+    edited = [linear_imputation(image, mask, ROAD_NOISE, rng) for mask in found]
+    if reference is None:
+        outputs = np.asarray(predict(np.stack([np.asarray(image, np.float32), *edited])))
+        reference, after = outputs[0], outputs[1:]
+    else:
+        after = np.asarray(predict(np.stack(edited)))
+    change = np.abs(after.reshape(-1) - reference).astype(np.float64)
+    shares = np.array([float(magnitude[mask].sum()) / total for mask in found])
+    return FrameBlobs(found, shares, change, change > threshold)
+
+
 def causal_blobs(predict: Predict, inputs: np.ndarray, maps: Mapping[str, np.ndarray], *,
-                 area: float = 0.2, min_pixels: int = 8, threshold: float = 0.005,
-                 seed: int = 0) -> dict[str, Any]:
-    """Causal blob filtering (module doc) for each map (N, H, W) on ``inputs`` (N, H, W, 3).
+                 area: float = BLOB_AREA, min_pixels: int = BLOB_MIN_PIXELS,
+                 threshold: float = BLOB_THRESHOLD, seed: int = 0) -> dict[str, Any]:
+    """Causal blob filtering (module doc) for each map (N, H, W) on ``inputs`` (N, H, W, 3):
+    ``frame_blobs`` of every frame, one seeded generator per method.
 
     Besides the summary, ``methods[name]["frames"]`` lists per frame the blobs' pixel counts,
     mass shares and |delta steer| and whether each is causal."""
@@ -186,32 +240,19 @@ def causal_blobs(predict: Predict, inputs: np.ndarray, maps: Mapping[str, np.nda
                            "noise": ROAD_NOISE, "methods": {}}
     for name, method_maps in maps.items():
         rng = np.random.default_rng(seed)
-        frames, causal_share, blob_share = [], [], []
-        for x, saliency, before in zip(inputs, method_maps, reference, strict=True):
-            found = blobs(saliency, area, min_pixels)
-            magnitude = np.abs(saliency).astype(np.float64)
-            total = float(magnitude.sum())
-            if not found or total == 0:
-                frames.append([])
-                causal_share.append(0.0)
-                blob_share.append(0.0)
-                continue
-            removed = np.stack([linear_imputation(x, mask, ROAD_NOISE, rng) for mask in found])
-            change = np.abs(predict(removed) - before)
-            shares = [float(magnitude[mask].sum()) / total for mask in found]
-            causal = change > threshold
-            frames.append([{"pixels": int(mask.sum()), "mass_share": share,
-                            "change": float(delta), "causal": bool(keep)}
-                           for mask, share, delta, keep in zip(found, shares, change, causal,
-                                                               strict=True)])
-            causal_share.append(float(np.sum(np.asarray(shares)[causal])))
-            blob_share.append(float(np.sum(shares)))
+        found = [frame_blobs(predict, x, saliency, rng, reference=before, area=area,
+                             min_pixels=min_pixels, threshold=threshold)
+                 for x, saliency, before in zip(inputs, method_maps, reference, strict=True)]
+        frames = [[{"pixels": int(mask.sum()), "mass_share": float(share),
+                    "change": float(delta), "causal": bool(keep)}
+                   for mask, share, delta, keep in zip(f.masks, f.shares, f.change, f.causal,
+                                                       strict=True)]
+                  for f in found]
         out["methods"][name] = {
-            "causal_mass_share": float(np.mean(causal_share)),
-            "blob_mass_share": float(np.mean(blob_share)),
-            "blobs_per_frame": float(np.mean([len(f) for f in frames])),
-            "causal_blobs_per_frame": float(np.mean([sum(b["causal"] for b in f)
-                                                     for f in frames])),
+            "causal_mass_share": float(np.mean([f.causal_mass_share for f in found])),
+            "blob_mass_share": float(np.mean([f.blob_mass_share for f in found])),
+            "blobs_per_frame": float(np.mean([len(f.masks) for f in found])),
+            "causal_blobs_per_frame": float(np.mean([f.causal.sum() for f in found])),
             "frames": frames}
     return out
 

@@ -256,22 +256,6 @@ def deletion_insertion(predict: Predict, inputs: np.ndarray, maps: Mapping[str, 
     return result
 
 
-def steering_predictor(model: Any, contract: Any = None) -> Predict:
-    """A traced inference call: (M, H, W, 3) float32 inputs -> (M,) float32 decoded steering
-    (the contract's steering output and decode; None: the only output, linear)."""
-    import tensorflow as tf
-
-    from drive_viz.attention.network import Network
-
-    network = Network(model, contract)
-
-    @tf.function(reduce_retracing=True)
-    def forward(x: Any) -> Any:
-        return network.forward(x)[0]["steering"]
-
-    return lambda x: forward(tf.constant(np.asarray(x, np.float32))).numpy()
-
-
 def _trapezoid(values: np.ndarray, x: np.ndarray) -> float:
     """Area under ``values`` over ``x`` by the trapezoid rule."""
     return float(((values[1:] + values[:-1]) / 2 * np.diff(x)).sum())
@@ -479,6 +463,8 @@ def run(args: argparse.Namespace) -> int:
 
     engine_options = {"seed": args.seed, "contract": prep, "gradcam_layer": args.gradcam_layer}
     maps = MapMaker(model, methods, **engine_options)(inputs)
+    from drive_viz.attention.network import steering_predictor
+
     predict = steering_predictor(model, prep)
     prediction = predict(inputs)
     steering = recording.steering()[rows]

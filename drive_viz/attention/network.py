@@ -15,6 +15,7 @@ One forward pass returns the decoded steering (and throttle) of the contract's o
 every layer's output by name, and can switch the rectifiers to guided backpropagation's
 backward rule. Every spatial layer's output cells are placed on the network input
 (``ConvGeometry``), so maps of any conv layer are drawn at the input's own size.
+``steering_predictor`` wraps the forward pass as a traced steering-only call.
 """
 
 from __future__ import annotations
@@ -575,6 +576,19 @@ class Network:
         if self.throttle_layer is not None:
             heads["throttle"] = self.decode(values[self.throttle_layer], self.throttle_layer)
         return heads, layers
+
+
+def steering_predictor(model: Any, contract: Any = None) -> Callable[[np.ndarray], np.ndarray]:
+    """A traced inference call: (M, H, W, 3) float32 inputs -> (M,) float32 decoded steering
+    (the contract's steering output and decode; None: the only output, linear). The causal
+    tests of ``evaluate`` and ``replay --causal-blobs`` ask the model through it."""
+    network = Network(model, contract)
+
+    @tf.function(reduce_retracing=True)
+    def forward(x: Any) -> Any:
+        return network.forward(x)[0]["steering"]
+
+    return lambda x: forward(tf.constant(np.asarray(x, np.float32))).numpy()
 
 
 def _window_backmap(geometry: ConvGeometry) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,9 @@ Layout (pixels, at the default 1280x720)::
     +-----------------------------------------------------------------------+
 
 Heat is drawn as described in ``drive_viz.render.colormap`` (inferno, alpha = 0.6 * heat).
+Given a frame's blobs (``replay --causal-blobs``), their outlines are drawn over the layout
+heat on the main panel and the input view: causal blobs ``CAUSAL_COLOR`` 2 px, the others
+``DIM_TEXT`` 1 px, with a legend above the input view.
 A panel whose map is zero everywhere on the frame says NO_EVIDENCE in its top-right corner
 (for a regression target that is a real answer: nothing pushes the output that way).
 Steering is in [-1, 1], positive = right: the gauge's needles tilt right for positive steer and
@@ -55,6 +58,8 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 #: Shown over a panel whose map is zero everywhere on this frame.
 NO_EVIDENCE = "no evidence for this target"
 NO_EVIDENCE_BACKGROUND = (70, 70, 84)
+#: Outline of a causal blob (cyan); other blobs are outlined in DIM_TEXT.
+CAUSAL_COLOR = (0, 255, 255)
 #: Steering difference below which the gauge's two labels are pushed apart.
 NEEDLE_LABEL_GAP = 0.3
 
@@ -262,7 +267,8 @@ class OverlayRenderer:
     # ---- per frame ----------------------------------------------------------------------
     def draw(self, frame_rgb: np.ndarray, input_yuv: np.ndarray, heat: Mapping[str, np.ndarray],
              grid: np.ndarray | None, steer_true: float, steer_pred: float, frame: int,
-             t: float, position: int | None = None) -> np.ndarray:
+             t: float, position: int | None = None,
+             blobs: Sequence[tuple[np.ndarray, bool]] | None = None) -> np.ndarray:
         """One annotated frame, RGB uint8 (720, 1280, 3).
 
         ``frame_rgb``: camera frame RGB uint8 (H, W, 3); ``input_yuv``: the network input
@@ -270,7 +276,9 @@ class OverlayRenderer:
         ``heat[method]``: display heat (H, W) float in [0, 1]
         (``RunningScale.normalize``); ``grid``: activation grid (h, w) float in [0, 1] or None;
         steering in [-1, 1] (NaN ``steer_true`` when unknown); ``frame``: frame number;
-        ``t``: time in seconds; ``position``: index into the timeline.
+        ``t``: time in seconds; ``position``: index into the timeline; ``blobs``: the layout
+        map's blobs as (mask (H, W) bool over the network input, causal), outlined on the main
+        panel and the input view (None: no blobs, no legend).
         Returns a new array the caller owns.
         """
         canvas = self._background.copy()
@@ -284,9 +292,12 @@ class OverlayRenderer:
         for method, box in ((self.layout, self.input_panel),
                             *zip(self.small_methods, self.small_panels, strict=True)):
             if method in levels:
-                _paste_fit(canvas, box, blend_levels(view, levels[method], self.opacity))
+                pasted = _paste_fit(canvas, box, blend_levels(view, levels[method],
+                                                              self.opacity))
                 if method in empty:
                     self._no_evidence(canvas, box)
+                if method == self.layout and blobs is not None:
+                    self._draw_blobs(canvas, blobs, (crop, pasted))
         if grid is not None:
             _paste_fit(canvas, self.grid, cv2.cvtColor(heat_levels(grid), cv2.COLOR_GRAY2RGB))
         self._draw_gauge(canvas, steer_true, steer_pred)
@@ -324,6 +335,29 @@ class OverlayRenderer:
                     self.strip.x + self.strip.w - self._px(330), self.strip.y + self._px(14),
                     TEXT)
         return canvas
+
+    def _draw_blobs(self, canvas: np.ndarray, blobs: Sequence[tuple[np.ndarray, bool]],
+                    boxes: Sequence[Box]) -> None:
+        """Outline each blob (mask over the network input) in every box showing the network
+        input (canvas pixels), pixel centres mapped as the heat's bilinear stretch maps them;
+        causal ones last, so they stay on top; then the legend."""
+        for mask, causal in sorted(blobs, key=lambda blob: blob[1]):
+            contours, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL,
+                                           cv2.CHAIN_APPROX_SIMPLE)
+            height, width = np.shape(mask)
+            color, thick = (CAUSAL_COLOR, self._px(2)) if causal else (DIM_TEXT, 1)
+            for box in boxes:
+                sx, sy = box.w / width, box.h / height
+                placed = [np.round(((c.reshape(-1, 2) + 0.5) * (sx, sy) - 0.5 + (box.x, box.y))
+                                   * 4).astype(np.int32) for c in contours]
+                cv2.polylines(canvas, placed, True, color, thick, cv2.LINE_AA, shift=2)
+        gap = self._px(6)
+        right = self.input_panel.x + self.input_panel.w
+        for text, color in (("other", DIM_TEXT), ("causal blobs", CAUSAL_COLOR)):
+            width = cv2.getTextSize(text, FONT, 0.5 * self._ui_scale, 1)[0][0]
+            right -= width
+            self._label(canvas, text, right, self.input_panel.y - gap, color)
+            right -= self._px(12)
 
     def _draw_main(self, canvas: np.ndarray, frame_rgb: np.ndarray, levels: np.ndarray,
                    panel: Box | None = None, contract: InputContract | None = None) -> Box:
@@ -469,9 +503,10 @@ def _resize_into(image: np.ndarray, out: np.ndarray) -> None:
         cv2.resize(image, (out_w, out_h), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
-def _paste_fit(canvas: np.ndarray, box: Box, image: np.ndarray) -> None:
+def _paste_fit(canvas: np.ndarray, box: Box, image: np.ndarray) -> Box:
     """Paste ``image`` (h, w, 3) uint8 centred in ``box``: enlarged by the largest whole factor
-    that fits (nearest neighbour: pixels stay crisp), or shrunk to fit (aspect kept)."""
+    that fits (nearest neighbour: pixels stay crisp), or shrunk to fit (aspect kept). Returns
+    where it went (canvas pixels)."""
     height, width = image.shape[:2]
     scale = min(box.w / width, box.h / height)
     if scale >= 1:
@@ -488,6 +523,7 @@ def _paste_fit(canvas: np.ndarray, box: Box, image: np.ndarray) -> None:
         target[:] = image
     else:
         _resize_into(image, target)
+    return Box(ox, oy, size[0], size[1])
 
 
 def _finite_runs(points: np.ndarray) -> list[np.ndarray]:

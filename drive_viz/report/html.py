@@ -40,6 +40,8 @@ METHOD_COLORS = ("#4cc9f0", "#f72585", "#b5e48c", "#ffd166", "#c77dff")
 RECORDED_COLOR = "#3cdc5a"
 PREDICTED_COLOR = "#ff3cdc"
 ERROR_COLOR = "#f0b030"
+#: The causal blobs' colour in the video (``overlay.CAUSAL_COLOR``).
+CAUSAL_COLOR = "#00ffff"
 #: What ranked each gallery when its entries do not say (runs written before events).
 DEFAULT_RANKING = {"by_error": ("abs_error", False), "off_road": ("off_road_share", True)}
 _MARKER = re.compile(r"\{\{([A-Z]+)\}\}")
@@ -108,6 +110,11 @@ def _plot_data(frames: pd.DataFrame, methods: list[str], fps: float | None) -> d
         if series:
             plots.append({"title": title, "yLabel": label,
                           "zero": stat == "lr_balance", "series": series})
+    if "causal_mass_share" in thinned:
+        plots.append({"title": "causal blobs: share of the layout map's mass in causal blobs",
+                      "yLabel": "causal share", "zero": False,
+                      "series": [{"name": "causal mass share", "color": CAUSAL_COLOR,
+                                  "values": column("causal_mass_share")}]})
     times = _plot_times(frames, fps)
     empty = {}
     for method in methods:
@@ -307,6 +314,7 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
         ("RMSE", _number(steering["rmse"])),
         ("correlation", _number(steering["correlation"])),
         ("speed", f"{_number(summary['timing']['frames_per_second'], 1)} frames/s"),
+        *_causal_row(summary.get("causal_blobs")),
         *([("video", html.escape(f"{video['width']}x{video['height']}, {video['quality']} "
                                  f"quality (x264 QP {video['qp']})"))]
           if video and {"width", "height", "quality", "qp"} <= set(video) else []),
@@ -345,6 +353,16 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
     }
     page = _MARKER.sub(lambda match: replacements[match.group(0)], PAGE)
     Path(path).write_text(page, encoding="utf-8")
+
+
+def _causal_row(causal: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The overview's ``causal blobs`` row (none without ``summary["causal_blobs"]``)."""
+    if not causal:
+        return []
+    return [("causal blobs", html.escape(
+        f"{_number(causal['causal_mass_share'], 3)} of the {causal['method']} map's mass is "
+        f"causal ({_number(causal['causal_blobs_per_frame'], 2)} of "
+        f"{_number(causal['blobs_per_frame'], 2)} blobs per frame)"))]
 
 
 def _compare_plots(frames: pd.DataFrame, summary: dict[str, Any]) -> dict[str, Any]:

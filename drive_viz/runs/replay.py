@@ -5,7 +5,9 @@ Five stages, each a function here that can be read and tested alone:
 1. ``decode_batch``: JPEG -> RGB -> network input (and the mask in the network's view) for a
    batch of rows; an unreadable frame is skipped and reported;
 2. ``analyse_batch``: prediction, raw maps, statistics, display heat and the activation grid
-   (``FrameAnalyzer``), as the batch's per-frame table;
+   (``FrameAnalyzer``), as the batch's per-frame table; with ``causal_blobs``, then
+   ``blob_batch``: the layout map's blobs and which are causal (Kim & Canny 2017,
+   ``drive_viz.attention.causal.frame_blobs``), three more columns;
 3. ``render_batch``: the annotated frames;
 4. ``OutputStage.encode``: the H.264 video (``ENCODER_THREADS``);
 5. ``OutputStage.write``: the tables, the summary's running sums and galleries
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from drive_viz.analysis import ACTIVATION_COLUMNS, DEFAULT_METHODS, FrameAnalyzer, check_methods
+from drive_viz.attention.causal import BLOB_THRESHOLD, Predict, frame_blobs
 from drive_viz.errors import DriveVizError, FrameError, OptionError
 from drive_viz.model.dave2 import LoadedModel, load_model
 from drive_viz.model.plausibility import print_warnings
@@ -77,6 +80,10 @@ class ReplayOptions:
     video_quality: str = DEFAULT_QUALITY
     #: Put the video inside report.html as a base64 data URI (about 4/3 of the video's size).
     embed_video: bool = False
+    #: Find the layout map's blobs and which are causal, per frame (``blob_batch``).
+    causal_blobs: bool = False
+    #: |delta steer| above which a removed blob counts as causal.
+    blob_threshold: float = BLOB_THRESHOLD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(self.methods, self.layout,
@@ -85,6 +92,9 @@ class ReplayOptions:
             raise OptionError("stride and batch_size must be at least 1", "stride",
                               "batch_size")
         check_event_window(self.event_window_s)
+        if not (math.isfinite(self.blob_threshold) and self.blob_threshold >= 0):
+            raise OptionError(f"blob_threshold {self.blob_threshold} must be a number >= 0",
+                              "blob_threshold")
         check_video_size(self.video_size)
         quality_qp(self.video_quality)
 
@@ -143,7 +153,8 @@ class Batch:
     frames RGB uint8 (H, W, 3), masks (66, 200) uint8 in the network's view (or None),
     ``inputs`` (N, 66, 200, 3) float32; after ``analyse_batch`` the per-frame ``table``, display
     ``heat`` method -> (N, 66, 200) float32 and activation ``grids`` (N, h, w), and the raw
-    ``maps`` method -> (N, 66, 200) float32. ``views``: for each further contract given to
+    ``maps`` method -> (N, 66, 200) float32; after ``blob_batch``, ``blobs``: per frame its
+    blobs as (mask (66, 200) bool, causal). ``views``: for each further contract given to
     ``decode_batch`` (compare), its (inputs, masks) of these frames."""
 
     positions: list[int] = field(default_factory=list)
@@ -157,6 +168,7 @@ class Batch:
     grids: np.ndarray | None = None
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     views: list[tuple[np.ndarray, list[np.ndarray | None]]] = field(default_factory=list)
+    blobs: list[list[tuple[np.ndarray, bool]]] | None = None
 
     def pictures(self, k: int) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Frame ``k``'s gallery pictures, copied out of the batch arrays so an entry keeps
@@ -250,6 +262,27 @@ def analyse_batch(analyzer: FrameAnalyzer, drive: Drive, batch: Batch) -> Batch:
     return batch
 
 
+def blob_batch(predict: Predict, method: str, threshold: float, batch: Batch,
+               seed: int = 0) -> Batch:
+    """Stage 2b (``causal_blobs``): ``frame_blobs`` on each frame's raw ``method`` map (the
+    layout's), removals seeded by (``seed``, table row) so a replay is reproducible; sets
+    ``batch.blobs`` and adds the table columns ``blobs``, ``causal_blobs`` (int) and
+    ``causal_mass_share`` (share of the frame's total |map| inside causal blobs, 0 without
+    any) and ``blobs_ms`` (this stage's time per frame). Costs one prediction of (blobs + 1)
+    frames and one imputation per blob, per frame."""
+    tick = time.perf_counter()
+    found = [frame_blobs(predict, x, saliency, np.random.default_rng((seed, row)),
+                         threshold=threshold)
+             for x, saliency, row in zip(batch.inputs, batch.maps[method], batch.rows,
+                                         strict=True)]
+    batch.blobs = [list(zip(f.masks, f.causal.tolist(), strict=True)) for f in found]
+    batch.table["blobs"] = np.array([len(f.masks) for f in found], np.int64)
+    batch.table["causal_blobs"] = np.array([int(f.causal.sum()) for f in found], np.int64)
+    batch.table["causal_mass_share"] = np.array([f.causal_mass_share for f in found])
+    batch.table["blobs_ms"] = (time.perf_counter() - tick) * 1000 / len(found)
+    return batch
+
+
 def render_batch(renderer: OverlayRenderer, batch: Batch, video: bool) -> Iterator[np.ndarray]:
     """Stage 3: yield the annotated frame (FRAME_SIZE RGB uint8) of each frame of ``batch``
     (none without ``video``); sets the table's ``render_ms`` when done."""
@@ -261,7 +294,8 @@ def render_batch(renderer: OverlayRenderer, batch: Batch, video: bool) -> Iterat
         tick = time.perf_counter()
         picture = renderer.draw(
             batch.frames_rgb[k], batch.inputs[k], {m: heat[k] for m, heat in batch.heat.items()},
-            batch.grids[k], true[k], pred[k], frame[k], t[k], position=batch.positions[k])
+            batch.grids[k], true[k], pred[k], frame[k], t[k], position=batch.positions[k],
+            blobs=None if batch.blobs is None else batch.blobs[k])
         render_ms[k] = (time.perf_counter() - tick) * 1000
         yield picture
     table["render_ms"] = render_ms
@@ -327,6 +361,16 @@ def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out
                                    title=f"{drive.rec.path.name} / {drive.camera}",
                                    size=options.video_size)
         decode = decode_stage(drive, summary, prep, options.batch_size)
+        blobs = None
+        if options.causal_blobs:
+            from drive_viz.attention.network import steering_predictor
+
+            blobs = functools.partial(blob_batch, steering_predictor(model, prep),
+                                      options.main_method, options.blob_threshold)
+
+        def analyse(batch: Batch) -> Batch:
+            analyse_batch(analyzer, drive, batch)
+            return batch if blobs is None else blobs(batch)
 
         def render(batch: Batch, emit: Any) -> None:
             for picture in render_batch(renderer, batch, options.video):
@@ -340,7 +384,7 @@ def replay(recording_path: str | Path, model_path: str | Path | LoadedModel, out
         opencv_threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
         try:
-            run_stages(decode, functools.partial(analyse_batch, analyzer, drive), render,
+            run_stages(decode, analyse, render,
                        OutputStage(writer, progress, options.video), warm_up=analyzer.warm_up)
         finally:
             cv2.setNumThreads(opencv_threads)
@@ -403,7 +447,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         unsafe_model=args.unsafe_model, event_window_s=args.event_window,
         video_size=args.video_size, video_quality=args.video_quality,
-        embed_video=args.embed_video)
+        embed_video=args.embed_video, causal_blobs=args.causal_blobs,
+        blob_threshold=args.blob_threshold)
     summary = replay(args.recording, args.model, args.out, options)
     print_result(Path(args.out), summary)
     return 0

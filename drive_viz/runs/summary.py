@@ -5,7 +5,8 @@
 ``<method>_empty``, ...), keeps running sums and the worst-frame galleries; ``build`` returns
 the ``summary.json`` content common to every run (replay, live): steering MAE / RMSE /
 correlation, per-method statistic means and empty-map counts, the worst events, skipped
-frames and timing. A command adds its own fields to it.
+frames and timing (and, when the tables have the causal blob columns, their means). A command
+adds its own fields to it.
 
 Galleries hold distinct EVENTS, not neighbouring frames of one moment: a frame that has a
 worse frame (larger key) within ``window_s`` seconds of drive time joins that frame's event,
@@ -255,6 +256,7 @@ class RunSummary:
             "empty_maps": {m: int(acc.total(f"{m}_empty")) for m in self.methods},
             "activations": {column: acc.mean(column) for column in acc.column_sums
                             if column.startswith(ACTIVATION_PREFIX)},
+            **self._causal_blobs(),
             "event_window_s": self.event_window_s,
             "worst_by_error": _brief(worst["by_error"]),
             "worst_off_road": _brief(worst["off_road"]) if "off_road" in worst else None,
@@ -264,6 +266,20 @@ class RunSummary:
                        "frames_per_second": acc.count / elapsed if elapsed else None,
                        **{column: acc.mean(column) for column in TIMING_COLUMNS}},
         }
+
+
+    def _causal_blobs(self) -> dict[str, Any]:
+        """``causal_blobs`` (tables with the blob columns of ``replay --causal-blobs``):
+        the main method's mean causal mass share, blobs per frame and milliseconds per frame
+        of ``blob_batch``; else nothing."""
+        acc = self.accumulator
+        if "causal_mass_share" not in acc.column_sums:
+            return {}
+        return {"causal_blobs": {"method": self.main_method,
+                                 "causal_mass_share": acc.mean("causal_mass_share"),
+                                 "blobs_per_frame": acc.mean("blobs"),
+                                 "causal_blobs_per_frame": acc.mean("causal_blobs"),
+                                 "blobs_ms": acc.mean("blobs_ms")}}
 
 
 def merge_summary(common: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
