@@ -244,3 +244,32 @@ def test_command_skips_unreadable_frames(recording: Path, region_model, tmp_path
                  str(tmp_path / "eval2"), "--frames", "4", "--methods", "saliency"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "none of the 4 chosen frames" in err
+
+
+@pytest.mark.parametrize("colour", ["rgb", "bgr", "yuv"])
+def test_sobel_baseline_reads_luma_whatever_the_contract(colour) -> None:
+    """The model-free baseline is an edge map of the picture, not of channel 0: for RGB, BGR
+    and YUV inputs, scaled or not, its luma is OpenCV's Y of the frame (within its rounding)."""
+    from drive_viz.attention.evaluate import input_luma, sobel_map
+    from drive_viz.model.contract import InputContract
+    from drive_viz.model.preprocess import preprocess_batch
+
+    rng = np.random.default_rng(4)
+    frame = np.zeros((160, 320, 3), np.uint8)
+    frame[:, :160] = (200, 30, 30)  # a red half: bright in R, dark in B
+    frame[:, 160:] = (30, 30, 200)
+    frame = np.clip(frame + rng.integers(-10, 10, frame.shape), 0, 255).astype(np.uint8)
+    contract = InputContract(input_size=(66, 200), crop=(0, 0, 0, 0), colour=colour,
+                             scale=1 / 255 if colour != "yuv" else 1.0,
+                             offset=-0.5 if colour != "yuv" else 0.0)
+    inputs = preprocess_batch([frame], contract)
+    view = preprocess_batch([frame], InputContract(input_size=(66, 200), crop=(0, 0, 0, 0),
+                                                   colour="rgb"))[0].astype(np.uint8)
+    expected = cv2.cvtColor(view, cv2.COLOR_RGB2YUV)[..., 0].astype(np.float32)
+    np.testing.assert_allclose(input_luma(inputs, contract)[0], expected, atol=1.0)
+    edges = sobel_map(inputs, contract)[0]
+    reference = cv2.magnitude(cv2.Sobel(expected, cv2.CV_32F, 1, 0),
+                              cv2.Sobel(expected, cv2.CV_32F, 0, 1))
+    assert np.corrcoef(edges.ravel(), reference.ravel())[0, 1] > 0.99
+    # the strongest edges lie on the colour boundary in the middle, as in the reference
+    assert abs(int(np.argmax(edges.sum(axis=0))) - 100) <= 2

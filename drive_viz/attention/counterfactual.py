@@ -223,7 +223,7 @@ def counterfactual_evaluation(model: Any, rerenderer: Rerenderer, rows: Sequence
         first_of = np.searchsorted(unique, np.arange(0, len(inputs), kinds))
         for method in methods:
             maps = result.maps[method][first_of] if method in result.maps \
-                else BASELINE_METHODS[method](originals)
+                else BASELINE_METHODS[method](originals, prep)
             mass = np.abs(np.asarray(maps, np.float64))
             total = mass.sum(axis=(1, 2))[:, None]
             on = np.einsum("fhw,fehw->fe", mass, cover[done].astype(np.float64))

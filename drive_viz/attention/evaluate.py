@@ -44,7 +44,8 @@ evaluated), ``skipped`` ([{``row``, ``reason``}]: unreadable frames are skipped)
 With ``--shift-test``, ``--causal-blobs`` and ``--road``: ``shift_test``, ``causal_blobs`` and
 ``road`` (see ``drive_viz.attention.causal``).
 
-Baseline method ``sobel``: the Sobel gradient magnitude of the input's Y channel. It ignores
+Baseline method ``sobel``: the Sobel gradient magnitude of the input's luma (whatever the
+contract's colour order, scale and offset: ``input_luma``). It ignores
 the model entirely, so it must FAIL the sanity check; it is there as the reference for what
 an input-only "explanation" scores.
 """
@@ -66,6 +67,7 @@ from drive_viz.attention.causal import run_causal_tests, summary_lines
 from drive_viz.attention.counterfactual import summary_lines as counterfactual_lines
 from drive_viz.attention.stats import map_statistics
 from drive_viz.errors import DriveVizError, FrameError
+from drive_viz.model.contract import DAVE2_CONTRACT, InputContract
 from drive_viz.recording.format import MASK_CLASSES
 from drive_viz.render.charts import line_chart
 from drive_viz.render.png import write_png
@@ -75,23 +77,36 @@ BLUR_SIGMA = 10.0
 BASELINES = ("blur", "mean")
 _PREDICT_CHUNK = 256
 
-MapFunction = Callable[[np.ndarray], np.ndarray]
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
-def sobel_map(inputs: np.ndarray) -> np.ndarray:
-    """Model-independent baseline: Sobel gradient magnitude of the Y channel of ``inputs``
-    (N, H, W, 3) network inputs (channel 0 read as luma: exact for YUV) -> (N, H, W)
-    float32."""
-    out = np.empty(inputs.shape[:3], np.float32)
-    for i, frame in enumerate(np.asarray(inputs, np.float32)):
-        y = frame[..., 0]
+def input_luma(inputs: np.ndarray, contract: InputContract = DAVE2_CONTRACT) -> np.ndarray:
+    """The luma of network inputs (N, H, W, 3) in the frame's 0..255 units -> (N, H, W) float32:
+    the contract's scale and offset undone, then the Y channel of a ``yuv`` contract, or
+    0.299 R + 0.587 G + 0.114 B (BT.601, the Y that the YUV conversion computes) of an ``rgb``
+    or ``bgr`` one."""
+    values = np.asarray(inputs, np.float32)
+    if contract.offset != 0.0 or contract.scale != 1.0:
+        values = (values - np.float32(contract.offset)) / np.float32(contract.scale)
+    if contract.colour == "yuv":
+        return np.ascontiguousarray(values[..., 0])
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    return values @ (weights if contract.colour == "rgb" else weights[::-1])
+
+
+def sobel_map(inputs: np.ndarray, contract: InputContract = DAVE2_CONTRACT) -> np.ndarray:
+    """Model-independent baseline: Sobel gradient magnitude of the luma (``input_luma``) of
+    ``inputs`` (N, H, W, 3) network inputs under ``contract`` -> (N, H, W) float32."""
+    luma = input_luma(inputs, contract)
+    out = np.empty(luma.shape, np.float32)
+    for i, y in enumerate(luma):
         out[i] = cv2.magnitude(cv2.Sobel(y, cv2.CV_32F, 1, 0), cv2.Sobel(y, cv2.CV_32F, 0, 1))
     return out
 
 
-#: Maps that need no model: name -> function of the inputs.
-BASELINE_METHODS: dict[str, MapFunction] = {"sobel": sobel_map}
+#: Maps that need no model: name -> function of the inputs and their contract.
+BASELINE_METHODS: dict[str, Callable[[np.ndarray, InputContract], np.ndarray]] = {
+    "sobel": sobel_map}
 
 
 def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -156,13 +171,15 @@ class MapMaker:
         from drive_viz.attention.engine import AttentionEngine
 
         self.methods = tuple(methods)
+        self.contract = engine_options.get("contract") or DAVE2_CONTRACT
         engine_methods = [m for m in self.methods if m not in BASELINE_METHODS]
         self.engine = AttentionEngine(model, engine_methods, **engine_options) \
             if engine_methods else None
 
     def __call__(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
         maps = self.engine(inputs).maps if self.engine is not None else {}
-        return {m: maps[m] if m in maps else BASELINE_METHODS[m](inputs) for m in self.methods}
+        return {m: maps[m] if m in maps else BASELINE_METHODS[m](inputs, self.contract)
+                for m in self.methods}
 
 
 def sanity_check(model: Any, inputs: np.ndarray, methods: Sequence[str], *, seed: int = 0,
