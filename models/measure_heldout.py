@@ -25,7 +25,7 @@ import numpy as np
 
 from drive_viz.atomic import write_json_atomic
 from drive_viz.attention.counterfactual import Rerenderer
-from drive_viz.attention.evaluate import steering_predictor
+from drive_viz.attention.network import steering_predictor
 from drive_viz.model.dave2 import load_steering_model, model_contract, read_card
 from drive_viz.model.preprocess import preprocess_batch
 from drive_viz.recording.reader import open_recording
