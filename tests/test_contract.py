@@ -90,20 +90,24 @@ def test_old_cards_and_no_card_give_todays_dave2_inputs(tmp_path) -> None:
 
     frames = [camera_frame(120, 160, 2), camera_frame(600, 800, 3)]
     shipped = model_contract(SHIPPED_MODEL)
-    assert "contract" not in read_card(SHIPPED_MODEL)  # the shipped card is an old one
+    assert read_card(SHIPPED_MODEL)["contract"]["colour"] == "yuv"  # written by today's train
     nocard = model_contract(tmp_path / "elsewhere.keras")
+    legacy = tmp_path / "legacy.keras"  # a card from before contracts (the old shipped card's)
+    legacy.with_name("legacy.card.json").write_text(json.dumps(
+        {"preprocessing": {"crop_top": 0.4, "crop_bottom": 0.1}}))
     old = tmp_path / "old.keras"
     old.with_name("old.card.json").write_text(json.dumps(
         {"preprocessing": {"crop_top": 0.3, "crop_bottom": 0.2}}))
     for frame in frames:
-        for contract in (shipped, nocard, DAVE2_CONTRACT):
+        for contract in (shipped, model_contract(legacy), nocard, DAVE2_CONTRACT):
             np.testing.assert_array_equal(preprocess_frame(frame, contract),
                                           todays_dave2_input(frame))
         np.testing.assert_array_equal(preprocess_frame(frame, model_contract(old)),
                                       todays_dave2_input(frame, 0.3, 0.2))
     np.testing.assert_array_equal(preprocess_batch(frames, shipped),
                                   np.stack([todays_dave2_input(f) for f in frames]))
-    assert shipped.input_size == (66, 200) and shipped.steering == OutputSpec(None, "linear")
+    assert shipped.input_size == (66, 200) and shipped.steering == OutputSpec("steer", "linear")
+    assert model_contract(legacy).steering == OutputSpec(None, "linear")
 
 
 def test_mask_is_nearest_and_aligned_with_the_frame() -> None:
