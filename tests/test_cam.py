@@ -147,9 +147,12 @@ def test_gap_training_card_compares_heads_on_the_same_frames(recording, tmp_path
     comparison = card["comparison"]
     assert set(comparison) == {"flatten_val_mae", "gap_val_mae", "compared_model", "data"}
     assert comparison["data"]["val_frames"] == card["samples"]["val"] > 0
-    # The gap model's MAE recomputed by predict equals Keras's validation metric of the
-    # restored best epoch; the constant model's is 5 - mean(steer) over the val frames.
-    assert comparison["gap_val_mae"] == pytest.approx(card["best"]["val_mae"], rel=1e-4)
+    # The gap model's MAE is recomputed on the saved model: Keras's validation metric of the
+    # restored best epoch, moved by the output-bias refit that follows. Shifting every
+    # prediction by d moves an MAE by at most |d| (triangle inequality). The constant model's
+    # is 5 - mean(steer) over the val frames.
+    shift = abs(card["output_bias_refit"])
+    assert abs(comparison["gap_val_mae"] - card["best"]["val_mae"]) <= shift + 1e-5
     steer = open_recording(recording).steering()
     assert 5 - steer.max() <= comparison["flatten_val_mae"] <= 5 - steer.min()
     assert json.loads(card_path(config.out).read_text())["comparison"] == comparison
