@@ -122,8 +122,9 @@ def test_blob_removals_are_seeded_by_row_whatever_the_batch() -> None:
         return x[:, PATCH[0], PATCH[1], 0].mean(axis=(1, 2)) / 255
 
     def batch_of(rows: list[int]) -> Batch:
+        reference = inputs[rows][:, PATCH[0], PATCH[1], 0].mean(axis=(1, 2)) / 255
         batch = Batch(positions=rows, rows=rows, inputs=inputs[rows],
-                      table=pd.DataFrame({"row": rows}))
+                      table=pd.DataFrame({"row": rows, "steer_pred": reference}))
         batch.maps = {"saliency": saliency[rows]}
         return batch
 
@@ -137,7 +138,7 @@ def test_blob_removals_are_seeded_by_row_whatever_the_batch() -> None:
     # The same frame at another row draws other noise.
     seen.clear()
     blob_batch(predict, "saliency", 0.005, batch_of([1]))
-    assert not np.array_equal(seen[0][1], together[1])
+    assert not np.array_equal(seen[0][0], together[0])
 
 
 def _is_causal_colour(pixels: np.ndarray) -> np.ndarray:

@@ -203,24 +203,20 @@ class FrameBlobs:
 
 
 def frame_blobs(predict: Predict, image: np.ndarray, saliency: np.ndarray,
-                rng: np.random.Generator, *, reference: float | None = None,
-                area: float = BLOB_AREA, min_pixels: int = BLOB_MIN_PIXELS,
+                reference: float, rng: np.random.Generator, *, area: float = BLOB_AREA,
+                min_pixels: int = BLOB_MIN_PIXELS,
                 threshold: float = BLOB_THRESHOLD) -> FrameBlobs:
     """Causal blob filtering (module doc) of one frame: ``image`` (H, W, 3) float32 network
-    input, ``saliency`` (H, W) its map; each blob is removed with noise drawn from ``rng``.
-    ``reference``: the frame's steering (None: predicted here, with the edited frames). A map
-    without blobs (or zero everywhere) costs no prediction."""
+    input, ``saliency`` (H, W) its map, ``reference`` the frame's predicted steering (the
+    caller has it already); each blob is removed with noise drawn from ``rng``. A map without
+    blobs (or zero everywhere) costs no prediction."""
     found = blobs(saliency, area, min_pixels)
     magnitude = np.abs(saliency).astype(np.float64)
     total = float(magnitude.sum())
     if not found or total == 0:
         return FrameBlobs([], np.zeros(0), np.zeros(0), np.zeros(0, bool))
     edited = [linear_imputation(image, mask, ROAD_NOISE, rng) for mask in found]
-    if reference is None:
-        outputs = np.asarray(predict(np.stack([np.asarray(image, np.float32), *edited])))
-        reference, after = outputs[0], outputs[1:]
-    else:
-        after = np.asarray(predict(np.stack(edited)))
+    after = np.asarray(predict(np.stack(edited)))
     change = np.abs(after.reshape(-1) - reference).astype(np.float64)
     shares = np.array([float(magnitude[mask].sum()) / total for mask in found])
     return FrameBlobs(found, shares, change, change > threshold)
@@ -240,7 +236,7 @@ def causal_blobs(predict: Predict, inputs: np.ndarray, maps: Mapping[str, np.nda
                            "noise": ROAD_NOISE, "methods": {}}
     for name, method_maps in maps.items():
         rng = np.random.default_rng(seed)
-        found = [frame_blobs(predict, x, saliency, rng, reference=before, area=area,
+        found = [frame_blobs(predict, x, saliency, before, rng, area=area,
                              min_pixels=min_pixels, threshold=threshold)
                  for x, saliency, before in zip(inputs, method_maps, reference, strict=True)]
         frames = [[{"pixels": int(mask.sum()), "mass_share": float(share),

@@ -268,13 +268,15 @@ def blob_batch(predict: Predict, method: str, threshold: float, batch: Batch,
     layout's), removals seeded by (``seed``, table row) so a replay is reproducible; sets
     ``batch.blobs`` and adds the table columns ``blobs``, ``causal_blobs`` (int) and
     ``causal_mass_share`` (share of the frame's total |map| inside causal blobs, 0 without
-    any) and ``blobs_ms`` (this stage's time per frame). Costs one prediction of (blobs + 1)
-    frames and one imputation per blob, per frame."""
+    any) and ``blobs_ms`` (this stage's time per frame). The change is measured from the
+    frame's ``steer_pred``. Costs one prediction of ``blobs`` frames and one imputation per
+    blob, per frame."""
     tick = time.perf_counter()
-    found = [frame_blobs(predict, x, saliency, np.random.default_rng((seed, row)),
+    found = [frame_blobs(predict, x, saliency, reference, np.random.default_rng((seed, row)),
                          threshold=threshold)
-             for x, saliency, row in zip(batch.inputs, batch.maps[method], batch.rows,
-                                         strict=True)]
+             for x, saliency, reference, row in zip(batch.inputs, batch.maps[method],
+                                                    batch.table["steer_pred"].to_numpy(),
+                                                    batch.rows, strict=True)]
     batch.blobs = [list(zip(f.masks, f.causal.tolist(), strict=True)) for f in found]
     batch.table["blobs"] = np.array([len(f.masks) for f in found], np.int64)
     batch.table["causal_blobs"] = np.array([int(f.causal.sum()) for f in found], np.int64)
