@@ -326,12 +326,7 @@ def write_report(path: str | Path, summary: dict[str, Any], frames: pd.DataFrame
         + "".join(f"<td>{_number(summary['statistics'][m].get(name), 3)}</td>" for m in methods)
         + "</tr>" for name in stat_names)
     statistics = f"<table class='grid'><tr><th></th>{header}</tr>{body}</table>"
-    skipped = summary["skipped"]
-    skipped_html = ""
-    if skipped["count"]:
-        items = "".join(f"<li>{html.escape(entry['reason'])}</li>" for entry in skipped["frames"])
-        skipped_html = (f"<h2>Skipped frames ({int(skipped['count'])})</h2>"
-                        f"<ul class='skipped'>{items}</ul>")
+    skipped_html = _skipped_section(summary["skipped"])
     data = _plot_data(frames, methods, video["fps"] if video else None)
     data["videoFps"] = video["fps"] if video else None
     replacements = {
@@ -473,12 +468,7 @@ def write_compare_report(path: str | Path, summary: dict[str, Any], frames: pd.D
         + _compare_gallery(f"{name}_attention", f"{name}: lowest attention agreement "
                            "(1 - Pearson)", galleries.get(f"{name}_attention", []))
         for name in summary["pairs"])
-    skipped = summary["skipped"]
-    skipped_html = ""
-    if skipped["count"]:
-        items = "".join(f"<li>{html.escape(entry['reason'])}</li>" for entry in skipped["frames"])
-        skipped_html = (f"<h2>Skipped frames ({int(skipped['count'])})</h2>"
-                        f"<ul class='skipped'>{items}</ul>")
+    skipped_html = _skipped_section(summary["skipped"])
     video = summary.get("video")
     data = _compare_plots(frames, summary)
     data["videoFps"] = video["fps"] if video else None
@@ -499,3 +489,12 @@ def write_compare_report(path: str | Path, summary: dict[str, Any], frames: pd.D
     }
     page = _MARKER.sub(lambda match: replacements[match.group(0)], PAGE)
     Path(path).write_text(page, encoding="utf-8")
+
+
+def _skipped_section(skipped: dict[str, Any]) -> str:
+    """The report's list of skipped frames (summary.json's ``skipped``), or "" if none."""
+    if not skipped["count"]:
+        return ""
+    items = "".join(f"<li>{html.escape(entry['reason'])}</li>" for entry in skipped["frames"])
+    return (f"<h2>Skipped frames ({int(skipped['count'])})</h2>"
+            f"<ul class='skipped'>{items}</ul>")
