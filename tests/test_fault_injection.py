@@ -29,9 +29,15 @@ FRAMES_TO_IMPORT = 700
 DRIVE_FRAMES = 96
 
 
-def _start(argv: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "drive_viz.cli", *argv], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _start(argv: list[str], stdout: Path | None = None) -> subprocess.Popen:
+    """Run drive-viz; its stdout, unbuffered, goes to the file ``stdout`` when given."""
+    if stdout is None:
+        return subprocess.Popen([sys.executable, "-m", "drive_viz.cli", *argv], env=ENV,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with stdout.open("w") as sink:
+        return subprocess.Popen([sys.executable, "-m", "drive_viz.cli", *argv],
+                                env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=sink,
+                                stderr=subprocess.PIPE, text=True)
 
 
 def _kill(process: subprocess.Popen, delay: float, sig: signal.Signals,
@@ -130,8 +136,11 @@ def test_killed_train_leaves_no_model_that_does_not_load(drive, tmp_path) -> Non
     out = tmp_path / "models" / "m.keras"
     argv = ["train", str(drive), "--out", str(out), "--epochs", "200", "--batch-size", "16",
             "--no-progress"]
-    for delay, sig in [(5.0, signal.SIGINT), (8.0, signal.SIGKILL)]:
-        code, err = _kill(_start(argv), delay, sig)
+    log = tmp_path / "stdout.txt"
+    for delay, sig in [(0.5, signal.SIGINT), (1.5, signal.SIGKILL)]:
+        # ready once the first epoch's line is out: training is under way
+        ready = lambda: log.exists() and log.stat().st_size > 0  # noqa: E731
+        code, err = _kill(_start(argv, stdout=log), delay, sig, ready=ready)
         _assert_interrupted(code, err, sig)
         if out.exists():  # only if the run finished: then it is whole
             load_steering_model(out)
