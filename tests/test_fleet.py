@@ -164,6 +164,32 @@ def test_each_worker_loads_the_model_once(fleet):
     assert 1 <= len({w["pid"] for w in workers}) <= 2
 
 
+def test_cpus_per_task_is_what_ray_reserves_for_each_replay(world, fleet, tmp_path):
+    _, data = fleet  # the default: one CPU per task, as many at a time as the session has
+    assert data["cluster"] == {"address": "local", "workers": 2, "cpus_per_task": 1}
+    assert {e["worker"]["cpus"] for e in data["recordings"] if e["worker"]["pid"]} == {1}
+    recs = world["recordings"]
+    wide = run_fleet([recs["a/drive"], recs["c/other"]], world["model"], tmp_path / "F",
+                     OPTIONS, FleetOptions(progress=False, cpus_per_task=2))
+    # the session has 2 CPUs: one replay at a time, each holding both
+    assert wide["cluster"] == {"address": "local", "workers": 1, "cpus_per_task": 2}
+    assert [e["status"] for e in wide["recordings"]] == ["ok", "ok"]
+    assert {e["worker"]["cpus"] for e in wide["recordings"]} == {2}
+
+
+@pytest.mark.parametrize(("cpus", "message"), [
+    (0, "cpus_per_task must be at least 1 \\(got 0\\)"),
+    (3, "cpus_per_task 3: no node of the Ray cluster has that many CPUs \\(the largest has 2\\)")])
+def test_cpus_per_task_no_node_can_give_is_refused(world, tmp_path, cpus, message):
+    from drive_viz.errors import DriveVizError
+
+    out = tmp_path / "F"
+    with pytest.raises(DriveVizError, match=message):
+        run_fleet([world["recordings"]["a/drive"]], world["model"], out, OPTIONS,
+                  FleetOptions(progress=False, cpus_per_task=cpus))
+    assert not out.exists()
+
+
 def test_anomaly_score_is_the_mean_mid_rank_fraction():
     from drive_viz.report.fleet import anomaly_scores
 

@@ -1,8 +1,8 @@
 """``drive-viz fleet``: replay many recordings on Ray, one run per recording, and collect them.
 
-The unit of work is one recording: a Ray task (``num_cpus=1``) replays it with ``replay`` into
-``FLEET/runs/.NAME.partial/``, copies its ``frames.parquet`` into the dataset partition
-``FLEET/frames/recording=NAME/part-0.parquet`` and renames the run folder to
+The unit of work is one recording: a Ray task (``num_cpus`` = ``cpus_per_task``) replays it
+with ``replay`` into ``FLEET/runs/.NAME.partial/``, copies its ``frames.parquet`` into the
+dataset partition ``FLEET/frames/recording=NAME/part-0.parquet`` and renames the run folder to
 ``FLEET/runs/NAME/``, so a half-written run is never visible. The model's bytes (the
 ``.keras`` file and its card) go to Ray's object store once (``ray.put``); each worker process
 loads the model the first time it needs it and keeps it (``_worker_model``). Ray schedules the
@@ -47,7 +47,6 @@ PART_FILE = "part-0.parquet"
 #: How often Ray runs a recording again after its worker process died (not after a failure
 #: of the recording itself, which is reported).
 MAX_RETRIES = 2
-TASK_OPTIONS = {"num_cpus": 1, "max_retries": MAX_RETRIES}
 #: Test-only fault injection (``_crash_if_planned``): a folder; a file named after a recording
 #: in it makes the worker replaying that recording exit abruptly once, before publishing.
 CRASH_PLAN_ENV = "DRIVE_VIZ_FLEET_CRASH_PLAN"
@@ -61,14 +60,17 @@ _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 class FleetOptions:
     """Where the fleet runs and what it does with an existing output folder.
 
-    ``address``: an existing Ray cluster (None: start a local one of ``workers`` CPUs);
-    ``workers``: recordings replayed at the same time (None: the machine's cores, or the
-    cluster's CPUs); ``resume``: keep the complete runs already in the output folder;
-    ``overwrite``: replace the fleet's outputs; ``connect_timeout`` in seconds.
+    ``address``: an existing Ray cluster (None: start a local one of ``workers`` x
+    ``cpus_per_task`` CPUs); ``workers``: recordings replayed at the same time (None: the
+    machine's or the cluster's CPUs divided by ``cpus_per_task``); ``cpus_per_task``: the CPUs
+    Ray reserves for one recording's replay, which its TensorFlow then uses as threads;
+    ``resume``: keep the complete runs already in the output folder; ``overwrite``: replace
+    the fleet's outputs; ``connect_timeout`` in seconds.
     """
 
     address: str | None = None
     workers: int | None = None
+    cpus_per_task: int = 1
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -168,7 +170,7 @@ def _worker_model(blob_box: list[Any], digest: str, unsafe: bool) -> Any:
 
     from drive_viz.model.dave2 import card_path, load_model
 
-    cpus = max(1, round(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+    cpus = _assigned_cpus()
     try:  # TensorFlow uses this worker's CPUs, not the whole machine's
         tf.config.threading.set_intra_op_parallelism_threads(cpus)
         tf.config.threading.set_inter_op_parallelism_threads(cpus)
@@ -228,19 +230,28 @@ def _publish(partial: Path, final: Path) -> None:
         os.replace(partial, final)
 
 
+def _assigned_cpus() -> int:
+    """The CPUs Ray reserved for the task running in this worker."""
+    import ray
+
+    return max(1, round(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+
+
 def _replay_task(blob_box: list[Any], digest: str, recording: str, name: str, out: str,
                  options: ReplayOptions) -> dict[str, Any]:
     """Ray task: replay ``recording`` into ``out/runs/name`` and its dataset partition.
 
     Returns ``{"name", "status": "ok" | "failed", "reason", "summary", "seconds" (the whole
     task), "load_seconds" (getting the model: 0 once loaded), "replay_seconds" (``replay``
-    alone), "replay_started_at" (Unix time), "pid", "model_loads" (this process's, so far)}``;
+    alone), "replay_started_at" (Unix time), "pid", "cpus" (reserved for this task),
+    "model_loads" (this process's, so far)}``;
     a recording's own failure is returned, never raised."""
     started = time.perf_counter()
     runs = Path(out) / RUNS_DIR
     partial, final = partial_path(runs / name), runs / name
     result: dict[str, Any] = {"name": name, "status": "failed", "reason": None,
-                              "summary": None, "pid": os.getpid(), "replay_seconds": None,
+                              "summary": None, "pid": os.getpid(), "cpus": _assigned_cpus(),
+                              "replay_seconds": None,
                               "load_seconds": None, "replay_started_at": None}
     try:
         loaded = _worker_model(blob_box, digest, options.unsafe_model)
@@ -297,22 +308,32 @@ def _check_reachable(address: str, timeout: float) -> None:
 
 def _connect(ray: Any, options: FleetOptions) -> tuple[bool, int]:
     """Connect to (or start) the cluster; (whether this call started it, recordings to run
-    at a time). An already initialized Ray session (a notebook, the tests) is used as is."""
-    if ray.is_initialized():
-        return False, options.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR,
-             "include_dashboard": False}
-    if options.address is None:
-        workers = options.workers or os.cpu_count() or 1
-        ray.init(address="local", num_cpus=workers, **quiet)
-        return True, workers
-    _check_reachable(options.address, options.connect_timeout)
-    try:
-        ray.init(address=options.address, **quiet)
-    except Exception as exc:  # noqa: BLE001 - Ray raises several types for a bad address
-        raise DriveVizError(f"Ray cluster at {options.address}: cannot connect "
-                            f"({' '.join(str(exc).split())[:300]})") from None
-    return True, options.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    at a time). An already initialized Ray session (a notebook, the tests) is used as is.
+    A ``cpus_per_task`` larger than every node's CPUs is refused: Ray would wait forever."""
+    cpus = options.cpus_per_task
+    started = False
+    if not ray.is_initialized():
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR,
+                 "include_dashboard": False}
+        if options.address is None:
+            workers = options.workers or max(1, (os.cpu_count() or 1) // cpus)
+            ray.init(address="local", num_cpus=workers * cpus, **quiet)
+            return True, workers
+        _check_reachable(options.address, options.connect_timeout)
+        try:
+            ray.init(address=options.address, **quiet)
+        except Exception as exc:  # noqa: BLE001 - Ray raises several types for a bad address
+            raise DriveVizError(f"Ray cluster at {options.address}: cannot connect "
+                                f"({' '.join(str(exc).split())[:300]})") from None
+        started = True
+    largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"]),
+                  default=0)
+    if cpus > largest:
+        if started:
+            ray.shutdown()
+        raise DriveVizError(f"cpus_per_task {cpus}: no node of the Ray cluster has that many "
+                            f"CPUs (the largest has {largest:g})")
+    return started, options.workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // cpus)
 
 
 def _model_blob(model_path: Path) -> tuple[dict[str, Any], str]:
@@ -435,6 +456,8 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
         raise DriveVizError("resume and overwrite exclude each other")
     if fleet.workers is not None and fleet.workers < 1:
         raise DriveVizError(f"workers must be at least 1 (got {fleet.workers})")
+    if fleet.cpus_per_task < 1:
+        raise DriveVizError(f"cpus_per_task must be at least 1 (got {fleet.cpus_per_task})")
     if out.exists() and not out.is_dir():
         raise DriveVizError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not (fleet.resume or fleet.overwrite):
@@ -458,7 +481,7 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
     pending: dict[Any, str] = {}
     prepared = False
     try:
-        box = _ship_model(ray, blob, digest, options) if todo else []
+        box = _ship_model(ray, blob, digest, options, fleet.cpus_per_task) if todo else []
         _prepare_folder(out, fleet)
         prepared = True
         for name in summaries:  # a resumed run whose partition was lost gets it back
@@ -470,8 +493,8 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
         progress = _Progress(len(names), len(summaries), fleet.progress)
         try:
             if todo:
-                _run_tasks(ray, box, digest, todo, by_name, out, options, workers, pending,
-                           entries, progress)
+                _run_tasks(ray, box, digest, todo, by_name, out, options,
+                           (workers, fleet.cpus_per_task), pending, entries, progress)
         finally:
             progress.close()
     except KeyboardInterrupt:
@@ -496,12 +519,17 @@ def run_fleet(recordings: Sequence[str | Path], model_path: str | Path, out: str
     return _finish(out, blob["name"], digest, options, fleet, workers, names, entries, started)
 
 
-def _ship_model(ray: Any, blob: dict[str, Any], digest: str,
-                options: ReplayOptions) -> list[Any]:
+def _task_options(cpus: int) -> dict[str, Any]:
+    """Ray options of every task: ``cpus`` reserved, retried when its worker process dies."""
+    return {"num_cpus": cpus, "max_retries": MAX_RETRIES}
+
+
+def _ship_model(ray: Any, blob: dict[str, Any], digest: str, options: ReplayOptions,
+                cpus: int) -> list[Any]:
     """Put the model into the object store once; check in a worker that it loads and that
     the methods and target are valid (DriveVizError otherwise). Returns ``[ref]``."""
     box = [ray.put(blob)]
-    error = ray.get(ray.remote(_check_inputs).options(**TASK_OPTIONS).remote(
+    error = ray.get(ray.remote(_check_inputs).options(**_task_options(cpus)).remote(
         box, digest, options))
     if error is not None:
         raise DriveVizError(error)
@@ -509,12 +537,13 @@ def _ship_model(ray: Any, blob: dict[str, Any], digest: str,
 
 
 def _run_tasks(ray: Any, box: list[Any], digest: str, todo: list[str],
-               by_name: dict[str, str], out: Path, options: ReplayOptions, workers: int,
-               pending: dict[Any, str], entries: dict[str, dict[str, Any]],
-               progress: _Progress) -> None:
-    """Keep ``workers`` recordings in flight (Ray's own backpressure pattern: ``ray.wait``
-    for one, submit the next) until every one of ``todo`` has an entry."""
-    task = ray.remote(_replay_task).options(**TASK_OPTIONS)
+               by_name: dict[str, str], out: Path, options: ReplayOptions,
+               slots: tuple[int, int], pending: dict[Any, str],
+               entries: dict[str, dict[str, Any]], progress: _Progress) -> None:
+    """Keep ``slots`` = (workers, CPUs each) recordings in flight (Ray's own backpressure
+    pattern: ``ray.wait`` for one, submit the next) until every one of ``todo`` has an entry."""
+    workers, cpus = slots
+    task = ray.remote(_replay_task).options(**_task_options(cpus))
     queue = list(reversed(todo))
     while queue or pending:
         while queue and len(pending) < workers:
@@ -532,7 +561,7 @@ def _run_tasks(ray: Any, box: list[Any], digest: str, todo: list[str],
         entries[name] = _entry(name, by_name[name], result["status"], result["reason"],
                                result["summary"], result["seconds"], False)
         entries[name]["worker"] = {key: result.get(key)
-                                   for key in ("pid", "model_loads", "load_seconds",
+                                   for key in ("pid", "cpus", "model_loads", "load_seconds",
                                                "replay_seconds", "replay_started_at")}
         progress.update(entries[name]["frames"] or 0)
 
@@ -555,7 +584,8 @@ def _finish(out: Path, model_name: str, digest: str, options: ReplayOptions,
         "model": {"path": model_name, "sha256": digest},
         "parameters": {**parameters, "methods": list(options.methods),
                        "layout": options.main_method},
-        "cluster": {"address": fleet.address or "local", "workers": workers},
+        "cluster": {"address": fleet.address or "local", "workers": workers,
+                    "cpus_per_task": fleet.cpus_per_task},
         "counts": {status: sum(entries[n]["status"] == status for n in names)
                    for status in ("ok", "failed", "interrupted")},
         "resumed": sum(bool(entries[n]["resumed"]) for n in names),
@@ -582,7 +612,8 @@ def run(args: Any) -> int:
                             gradcam_layer=args.gradcam_layer, batch_size=args.batch_size,
                             progress=False, unsafe_model=args.unsafe_model,
                             event_window_s=args.event_window)
-    fleet = FleetOptions(address=args.address, workers=args.workers, resume=args.resume,
+    fleet = FleetOptions(address=args.address, workers=args.workers,
+                         cpus_per_task=args.cpus_per_task, resume=args.resume,
                          overwrite=args.overwrite, progress=not args.quiet)
     data = run_fleet(recordings, args.model, args.out, options, fleet)
     counts = data["counts"]
