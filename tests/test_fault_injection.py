@@ -31,13 +31,10 @@ DRIVE_FRAMES = 96
 
 def _start(argv: list[str], stdout: Path | None = None) -> subprocess.Popen:
     """Run drive-viz; its stdout, unbuffered, goes to the file ``stdout`` when given."""
-    if stdout is None:
-        return subprocess.Popen([sys.executable, "-m", "drive_viz.cli", *argv], env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    with stdout.open("w") as sink:
-        return subprocess.Popen([sys.executable, "-m", "drive_viz.cli", *argv],
-                                env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=sink,
-                                stderr=subprocess.PIPE, text=True)
+    env = ENV if stdout is None else {**ENV, "PYTHONUNBUFFERED": "1"}
+    with open(stdout or os.devnull, "w") as sink:
+        return subprocess.Popen([sys.executable, "-m", "drive_viz.cli", *argv], env=env,
+                                stdout=sink, stderr=subprocess.PIPE, text=True)
 
 
 def _kill(process: subprocess.Popen, delay: float, sig: signal.Signals,
@@ -137,9 +134,11 @@ def test_killed_train_leaves_no_model_that_does_not_load(drive, tmp_path) -> Non
     argv = ["train", str(drive), "--out", str(out), "--epochs", "200", "--batch-size", "16",
             "--no-progress"]
     log = tmp_path / "stdout.txt"
+
+    def ready() -> bool:  # the first epoch's line is out: training is under way
+        return log.exists() and log.stat().st_size > 0
+
     for delay, sig in [(0.5, signal.SIGINT), (1.5, signal.SIGKILL)]:
-        # ready once the first epoch's line is out: training is under way
-        ready = lambda: log.exists() and log.stat().st_size > 0  # noqa: E731
         code, err = _kill(_start(argv, stdout=log), delay, sig, ready=ready)
         _assert_interrupted(code, err, sig)
         if out.exists():  # only if the run finished: then it is whole
